@@ -1,0 +1,33 @@
+"""tinynet: a neural-network framework on NumPy (and CuPy), every backward by hand.
+
+PyTorch's names, argument orders, defaults and state_dict layout, with no autograd::
+
+    model = tinynet.Sequential(tinynet.Flatten(), tinynet.Linear(784, 10))
+    loss_fn = tinynet.CrossEntropyLoss()
+    y = model(x); loss = loss_fn(y, t); model.backward(loss_fn.backward())
+"""
+
+from . import backend, init
+from .backend import cuda_available, get_array_module
+from .checks import checking, set_checks
+from .errors import (DataError, DeviceError, DTypeError, LabelError, NonFiniteError,
+                     ShapeError, StateDictError, TinynetError)
+from .layers import ELU, Dropout, Flatten, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
+from .losses import CrossEntropyLoss, MSELoss
+from .models import count_parameters
+from .module import Module, Sequential
+from .optim import SGD, Adam, Optimizer
+from .parameter import Parameter
+from .random import manual_seed
+from .train import evaluate, fit
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "backend", "init", "cuda_available", "get_array_module", "checking", "set_checks",
+    "TinynetError", "ShapeError", "DTypeError", "LabelError", "NonFiniteError", "DataError",
+    "StateDictError", "DeviceError", "Module", "Sequential", "Parameter", "Linear", "ReLU",
+    "Tanh", "Sigmoid", "LeakyReLU", "ELU", "Flatten", "Dropout", "CrossEntropyLoss",
+    "MSELoss", "SGD", "Adam", "Optimizer", "count_parameters", "manual_seed", "fit",
+    "evaluate",
+]

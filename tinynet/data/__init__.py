@@ -1,0 +1,8 @@
+"""Data sets and batching: ``load(name, split)``, ``DataLoader``, ``to_float``."""
+
+from .datasets import DATASETS, DatasetInfo, cache_dir, fetch, find, load, register, search_paths
+from .idx import read_idx, read_idx_bytes
+from .loader import DataLoader, to_float
+
+__all__ = ["load", "find", "fetch", "register", "search_paths", "cache_dir", "DATASETS",
+           "DatasetInfo", "DataLoader", "to_float", "read_idx", "read_idx_bytes"]

@@ -1,0 +1,92 @@
+"""Linear: y = x W^T + b."""
+
+from __future__ import annotations
+
+import numpy
+
+from ..backend import get_array_module
+from ..checks import check_finite, checks_enabled
+from ..errors import DTypeError
+from ..init import pytorch_default_
+from ..module import Module, check_input
+from ..parameter import Parameter
+
+
+class Linear(Module):
+    """Fully connected layer, as ``torch.nn.Linear(in_features, out_features, bias=True)``.
+
+    Shapes: x ``(N, D_in)``, weight ``(D_out, D_in)``, bias ``(D_out,)``, y ``(N, D_out)``.
+
+    Forward::
+
+        y[n, o] = sum_i x[n, i] W[o, i] + b[o]          y = x @ W.T + b
+
+    Backward, given dy = dL/dy ``(N, D_out)``; each follows from the chain rule on the
+    sum above (y[n, o] depends on W[o, i] through x[n, i] only, and on b[o] with slope 1)::
+
+        dL/dx[n, i] = sum_o dy[n, o] W[o, i]             dx = dy @ W       (N, D_in)
+        dL/dW[o, i] = sum_n dy[n, o] x[n, i]             dW = dy.T @ x     (D_out, D_in)
+        dL/db[o]    = sum_n dy[n, o]                     db = dy.sum(0)    (D_out,)
+
+    dW and db sum over the batch: every sample used the same weights. When ``.grad`` is
+    None the products are written straight into the parameter's kept buffer (``out=``),
+    otherwise added to ``.grad``.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 dtype: str = "float32") -> None:
+        super().__init__()
+        if in_features <= 0 or out_features <= 0:
+            raise ValueError(f"Linear needs positive sizes, got ({in_features}, {out_features})")
+        self.in_features = int(in_features)
+        self.out_features = int(out_features)
+        self.weight = Parameter(numpy.empty((out_features, in_features), dtype=dtype))
+        self.bias = Parameter(numpy.empty((out_features,), dtype=dtype)) if bias else None
+        self._x = None
+        self.reset_parameters()
+
+    def reset_parameters(self, generator=None) -> None:
+        """PyTorch's default: U(-1/sqrt(D_in), 1/sqrt(D_in)) for weight and bias."""
+        pytorch_default_(self.weight, self.bias, generator)
+
+    def forward(self, x):
+        check_input(self, x, 2, f"(N, {self.in_features})", 1, self.in_features)
+        w = self.weight.data
+        if x.dtype != w.dtype:
+            raise DTypeError(f"{self.describe()}: got {x.dtype} input, expected {w.dtype} "
+                             f"(the layer's dtype; cast the input or the model)")
+        if checks_enabled():
+            check_finite(x, self.describe())
+        xp = get_array_module(x)
+        y = xp.matmul(x, w.T)
+        if self.bias is not None:
+            y += self.bias.data
+        self._x = x
+        return y
+
+    def backward(self, dy, input_grad: bool = True):
+        x = self._x
+        if x is None:
+            raise RuntimeError(f"{self.describe()}: backward called before forward")
+        check_input(self, dy, 2, f"(N={x.shape[0]}, {self.out_features})", 1, self.out_features)
+        if checks_enabled():
+            check_finite(dy, self.describe(), "gradient")
+        xp = get_array_module(dy)
+        w = self.weight
+        if w.grad is None:
+            w.grad = xp.matmul(dy.T, x, out=w.grad_buffer())
+        else:
+            w.grad += xp.matmul(dy.T, x)
+        b = self.bias
+        if b is not None:
+            if b.grad is None:
+                b.grad = xp.sum(dy, axis=0, out=b.grad_buffer())
+            else:
+                b.grad += dy.sum(axis=0)
+        if not input_grad:
+            return None
+        return xp.matmul(dy, w.data)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}")

@@ -1,0 +1,337 @@
+"""Module: the base of every layer and model, and Sequential.
+
+The protocol (no autograd, no graph):
+
+* ``y = module(x)`` runs ``forward`` and keeps in the module what ``backward`` needs;
+* ``dx = module.backward(dy)`` returns dLoss/dx for the last forward and *adds*
+  dLoss/dparameter into every parameter's ``.grad`` (as PyTorch accumulates until
+  ``zero_grad()``). A backward never writes into the ``dy`` it was given.
+
+Parameters, buffers and sub-modules are registered by assignment, as in PyTorch, and
+kept in insertion order, so ``named_parameters()`` and ``state_dict()`` keys equal those
+of the equivalent ``torch.nn.Sequential`` (``"1.weight"`` for a Linear at index 1).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, Callable, Iterator
+
+import numpy
+
+from .backend import get_array_module, to_device, to_numpy
+from .errors import ShapeError, StateDictError
+from .parameter import Parameter
+
+
+class Module:
+    """Base class of layers and models (``torch.nn.Module`` without autograd).
+
+    Subclasses implement ``forward(x)`` and ``backward(dy, input_grad=True)``. A layer
+    with parameters should skip computing dLoss/dx when ``input_grad`` is False (the
+    first layer of a network never needs it) and then return None.
+    """
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_name", "")
+
+    # ----------------------------------------------------------------- registration
+    def __setattr__(self, name: str, value: Any) -> None:
+        if "_parameters" not in self.__dict__:
+            raise AttributeError(
+                f"{type(self).__name__}.__init__ must call super().__init__() "
+                "before assigning attributes")
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+            value._set_name(_join(self._name, name))
+        elif name in self._buffers:
+            self._buffers[name] = value
+        else:
+            for d in (self._parameters, self._modules):
+                d.pop(name, None)
+            object.__setattr__(self, name, value)
+
+    def __getattr__(self, name: str) -> Any:
+        d = self.__dict__
+        for key in ("_parameters", "_buffers", "_modules"):
+            if key in d and name in d[key]:
+                return d[key][name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def register_buffer(self, name: str, array: Any) -> None:
+        """A state array that is saved in ``state_dict`` but not trained (e.g. running_mean)."""
+        self.__dict__.pop(name, None)
+        self._buffers[name] = array
+
+    def _set_name(self, name: str) -> None:
+        object.__setattr__(self, "_name", name)
+        for key, child in self._modules.items():
+            child._set_name(_join(name, key))
+
+    def describe(self) -> str:
+        """How errors name this module: its type and state_dict prefix, e.g. ``Linear '1'``."""
+        return f"{type(self).__name__} '{self._name}'" if self._name else type(self).__name__
+
+    # ----------------------------------------------------------------- protocol
+    def forward(self, x):
+        raise NotImplementedError(f"{type(self).__name__} does not implement forward")
+
+    def backward(self, dy, input_grad: bool = True):
+        raise NotImplementedError(f"{type(self).__name__} does not implement backward")
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    # ----------------------------------------------------------------- traversal
+    def named_children(self) -> Iterator[tuple[str, "Module"]]:
+        yield from self._modules.items()
+
+    def children(self) -> Iterator["Module"]:
+        for _, m in self.named_children():
+            yield m
+
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
+        yield prefix, self
+        for name, m in self._modules.items():
+            yield from m.named_modules(_join(prefix, name))
+
+    def modules(self) -> Iterator["Module"]:
+        for _, m in self.named_modules():
+            yield m
+
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        for mprefix, m in self.named_modules(prefix):
+            for name, p in m._parameters.items():
+                yield _join(mprefix, name), p
+
+    def parameters(self) -> Iterator[Parameter]:
+        for _, p in self.named_parameters():
+            yield p
+
+    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, Any]]:
+        for mprefix, m in self.named_modules(prefix):
+            for name, b in m._buffers.items():
+                yield _join(mprefix, name), b
+
+    def buffers(self) -> Iterator[Any]:
+        for _, b in self.named_buffers():
+            yield b
+
+    # ----------------------------------------------------------------- modes
+    def train(self, mode: bool = True) -> "Module":
+        for m in self.modules():
+            object.__setattr__(m, "training", bool(mode))
+        return self
+
+    def eval(self) -> "Module":
+        return self.train(False)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.parameters():
+            p.zero_grad(set_to_none)
+
+    # ----------------------------------------------------------------- state_dict
+    def state_dict(self) -> "OrderedDict[str, Any]":
+        """Parameters then buffers of each module, in PyTorch's key order.
+
+        Values are the live arrays (as PyTorch returns live tensors); copy them to keep
+        a snapshot, or use ``tinynet.save``.
+        """
+        out: OrderedDict[str, Any] = OrderedDict()
+        for mprefix, m in self.named_modules():
+            for name, p in m._parameters.items():
+                out[_join(mprefix, name)] = p.data
+            for name, b in m._buffers.items():
+                out[_join(mprefix, name)] = b
+        return out
+
+    def load_state_dict(self, state_dict: dict, strict: bool = True) -> tuple[list, list]:
+        """Copy arrays from ``state_dict`` into this module's parameters and buffers.
+
+        Accepts NumPy arrays, CuPy arrays and torch tensors. Every key is checked before
+        anything is written, so a bad state_dict changes nothing: with ``strict`` a
+        missing or unexpected key fails, and a mis-shaped one always does, with every
+        offending key named. Values are cast to each target's dtype and device.
+
+        Returns ``(missing_keys, unexpected_keys)`` as PyTorch does.
+        """
+        targets: OrderedDict[str, tuple[Module, str, bool]] = OrderedDict()
+        for mprefix, m in self.named_modules():
+            for name in m._parameters:
+                targets[_join(mprefix, name)] = (m, name, True)
+            for name in m._buffers:
+                targets[_join(mprefix, name)] = (m, name, False)
+        missing = [k for k in targets if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in targets]
+        mis_shaped = []
+        values = {}
+        for key, (m, name, is_param) in targets.items():
+            if key not in state_dict:
+                continue
+            value = state_dict[key]
+            if hasattr(value, "detach"):  # a torch tensor
+                value = to_numpy(value)
+            current = m._parameters[name].data if is_param else m._buffers[name]
+            if tuple(value.shape) != tuple(current.shape):
+                mis_shaped.append(f"{key}: got {tuple(value.shape)}, expected {tuple(current.shape)}")
+            values[key] = value
+        problems = []
+        if strict and missing:
+            problems.append("missing keys: " + ", ".join(missing))
+        if strict and unexpected:
+            problems.append("unexpected keys: " + ", ".join(unexpected))
+        if mis_shaped:
+            problems.append("shape mismatch: " + "; ".join(mis_shaped))
+        if problems:
+            raise StateDictError(
+                f"cannot load state_dict into {type(self).__name__}: " + " | ".join(problems))
+        for key, value in values.items():
+            m, name, is_param = targets[key]
+            current = m._parameters[name].data if is_param else m._buffers[name]
+            xp = get_array_module(current)
+            if xp is numpy:
+                value = to_numpy(value)
+            new = xp.array(value, dtype=current.dtype)  # always a copy, on current's device
+            if is_param:
+                m._parameters[name].data = new
+                m._parameters[name].grad = None
+            else:
+                m._buffers[name] = new
+        return missing, unexpected
+
+    # ----------------------------------------------------------------- device and dtype
+    def _apply(self, fn: Callable[[Any], Any], floating_only: bool = False) -> "Module":
+        """Replace every parameter and buffer array ``a`` by ``fn(a)`` (grads are dropped)."""
+        for m in self.modules():
+            for p in m._parameters.values():
+                if not floating_only or p.data.dtype.kind == "f":
+                    p.data = fn(p.data)
+                    p.grad = None
+            for name, b in list(m._buffers.items()):
+                if b is not None and (not floating_only or b.dtype.kind == "f"):
+                    m._buffers[name] = fn(b)
+        return self
+
+    def to(self, device: str) -> "Module":
+        """Move parameters and buffers to ``"cpu"`` (NumPy) or ``"cuda"`` (CuPy)."""
+        return self._apply(lambda a: to_device(a, device))
+
+    def cpu(self) -> "Module":
+        return self.to("cpu")
+
+    def cuda(self) -> "Module":
+        return self.to("cuda")
+
+    def double(self) -> "Module":
+        """Cast floating-point parameters and buffers to float64 (for gradient checks)."""
+        return self._apply(lambda a: a.astype("float64"), floating_only=True)
+
+    def float(self) -> "Module":
+        """Cast floating-point parameters and buffers to float32 (the default)."""
+        return self._apply(lambda a: a.astype("float32"), floating_only=True)
+
+    @property
+    def dtype(self):
+        """The dtype of the first parameter (float32 unless ``double()`` was called)."""
+        for p in self.parameters():
+            return p.data.dtype
+        return numpy.dtype("float32")
+
+    # ----------------------------------------------------------------- printing
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        head = f"{type(self).__name__}({self.extra_repr()}"
+        if not self._modules:
+            return head + ")"
+        lines = [head]
+        for name, m in self._modules.items():
+            child = repr(m).replace("\n", "\n  ")
+            lines.append(f"  ({name}): {child}")
+        return "\n".join(lines) + "\n)"
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+class Sequential(Module):
+    """Layers applied in order; children are named ``"0"``, ``"1"``, ... as in PyTorch.
+
+    ``backward(dy, input_grad=False)`` skips the work nobody needs: layers before the
+    first one with parameters are not run backwards at all, and that first layer is
+    asked for its parameter gradients only (for a first Linear this saves the largest
+    matrix product of the step). ``fit`` uses it; the default returns dLoss/dx.
+    """
+
+    def __init__(self, *layers: Module) -> None:
+        super().__init__()
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Module):
+                raise TypeError(
+                    f"Sequential takes Modules, got {type(layer).__name__} at position {i}")
+            setattr(self, str(i), layer)
+
+    def append(self, layer: Module) -> "Sequential":
+        setattr(self, str(len(self._modules)), layer)
+        return self
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._modules.values())
+
+    def __getitem__(self, index):
+        layers = list(self._modules.values())
+        if isinstance(index, slice):
+            return Sequential(*layers[index])
+        return layers[index]
+
+    def forward(self, x):
+        for layer in self._modules.values():
+            x = layer(x)
+        return x
+
+    def backward(self, dy, input_grad: bool = True):
+        layers = list(self._modules.values())
+        if input_grad:
+            for layer in reversed(layers):
+                dy = layer.backward(dy)
+            return dy
+        first = _first_with_parameters(layers)
+        if first is None:
+            return None
+        for layer in reversed(layers[first + 1:]):
+            dy = layer.backward(dy)
+        layers[first].backward(dy, input_grad=False)
+        return None
+
+
+def _first_with_parameters(layers: list) -> int | None:
+    for i, layer in enumerate(layers):
+        if next(layer.parameters(), None) is not None:
+            return i
+    return None
+
+
+def check_input(module: Module, x, ndim: int, expected: str, size_axis: int | None = None,
+                size: int | None = None) -> None:
+    """Raise ShapeError unless ``x`` has ``ndim`` dims (and ``x.shape[size_axis] == size``).
+
+    ``expected`` spells the shape for the message, e.g. ``"(N, 784)"``.
+    """
+    shape = getattr(x, "shape", None)
+    if shape is None:
+        raise ShapeError(f"{module.describe()}: expected an array of shape {expected}, "
+                         f"got {type(x).__name__}")
+    if len(shape) != ndim or (size_axis is not None and shape[size_axis] != size):
+        raise ShapeError(f"{module.describe()}: got input of shape {tuple(shape)}, "
+                         f"expected {expected}")

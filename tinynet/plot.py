@@ -1,0 +1,55 @@
+"""Plots of training histories (matplotlib, headless, written atomically as PNG)."""
+
+from __future__ import annotations
+
+import io
+import os
+
+from .data.download import atomic_write
+
+
+def _figure(*args, **kwargs):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt, plt.subplots(*args, **kwargs)
+
+
+def save_figure(fig, path: str, dpi: int = 120) -> str:
+    """Render ``fig`` to PNG in memory, then write it atomically to ``path``."""
+    import matplotlib.pyplot as plt
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    atomic_write(path, lambda f: f.write(buf.getvalue()))
+    return os.path.abspath(path)
+
+
+def plot_history(history: dict, path: str, title: str = "") -> str:
+    """Loss (train and test) and accuracy per epoch, side by side; per-step loss when
+    the run is a single epoch. Returns the PNG's absolute path."""
+    plt, (fig, (ax_loss, ax_acc)) = _figure(1, 2, figsize=(10, 4))
+    epochs = history["epoch"]
+    if len(epochs) >= 2:
+        ax_loss.plot(epochs, history["train_loss"], "o-", label="train")
+        ax_loss.plot(epochs, history["test_loss"], "s-", label="test")
+        ax_loss.set_xlabel("epoch")
+    else:
+        ax_loss.plot(range(1, len(history["steps"]) + 1), history["steps"], lw=0.7,
+                     label="train (per step)")
+        if history["test_loss"]:
+            ax_loss.axhline(history["test_loss"][-1], color="C1", ls="--", label="test (end)")
+        ax_loss.set_xlabel("step")
+    ax_loss.set_ylabel("cross-entropy loss")
+    ax_loss.legend()
+    ax_loss.set_title("loss")
+    ax_acc.plot(epochs, history["train_acc"], "o-", label="train")
+    ax_acc.plot(epochs, history["test_acc"], "s-", label="test")
+    ax_acc.set_xlabel("epoch")
+    ax_acc.set_ylabel("accuracy (%)")
+    ax_acc.legend()
+    ax_acc.set_title("accuracy")
+    if title:
+        fig.suptitle(title)
+    return save_figure(fig, path)

@@ -44,11 +44,20 @@ def plot_history(history: dict, path: str, title: str = "") -> str:
     ax_loss.set_ylabel("cross-entropy loss")
     ax_loss.legend()
     ax_loss.set_title("loss")
-    ax_acc.plot(epochs, history["train_acc"], "o-", label="train")
-    ax_acc.plot(epochs, history["test_acc"], "s-", label="test")
-    ax_acc.set_xlabel("epoch")
+    if len(epochs) >= 2:
+        ax_acc.plot(epochs, history["train_acc"], "o-", label="train")
+        ax_acc.plot(epochs, history["test_acc"], "s-", label="test")
+        ax_acc.set_xlabel("epoch")
+        ax_acc.legend()
+    elif epochs:  # one epoch: two labelled bars read better than two lone points
+        values = [history["train_acc"][-1], history["test_acc"][-1]]
+        bars = ax_acc.bar(["train (mean over epoch)", "test (end of epoch)"], values,
+                          color=["C0", "C1"])
+        for bar, v in zip(bars, values):
+            ax_acc.annotate(f"{v:.2f}%", (bar.get_x() + bar.get_width() / 2, v),
+                            ha="center", va="bottom")
+        ax_acc.set_ylim(0, 100)
     ax_acc.set_ylabel("accuracy (%)")
-    ax_acc.legend()
     ax_acc.set_title("accuracy")
     if title:
         fig.suptitle(title)

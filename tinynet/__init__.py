@@ -20,6 +20,7 @@ from .optim import SGD, Adam, Optimizer
 from .parameter import Parameter
 from .random import manual_seed
 from .train import evaluate, fit
+from .trace import trace
 
 __version__ = "0.1.0"
 
@@ -29,5 +30,5 @@ __all__ = [
     "StateDictError", "DeviceError", "Module", "Sequential", "Parameter", "Linear", "ReLU",
     "Tanh", "Sigmoid", "LeakyReLU", "ELU", "Flatten", "Dropout", "CrossEntropyLoss",
     "MSELoss", "SGD", "Adam", "Optimizer", "count_parameters", "manual_seed", "fit",
-    "evaluate",
+    "evaluate", "trace",
 ]

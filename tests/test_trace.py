@@ -1,0 +1,202 @@
+"""tinynet.trace: records per layer call, no residue outside the block, torch-equal norms."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import tinynet
+from tinynet import models
+from tinynet.trace import main as trace_main
+
+
+def _mlp(seed=0, dtype="float64"):
+    tinynet.manual_seed(seed)
+    model = tinynet.Sequential(tinynet.Flatten(), tinynet.Linear(12, 9), tinynet.ReLU(),
+                               tinynet.Linear(9, 7), tinynet.Tanh(), tinynet.Linear(7, 5))
+    return model.double() if dtype == "float64" else model
+
+
+def _batch(n=6, seed=1):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, 3, 2, 2)), rng.integers(0, 5, n)
+
+
+def _step(model, x, t):
+    loss_fn = tinynet.CrossEntropyLoss()
+    loss = loss_fn(model(x), t)
+    model.backward(loss_fn.backward())
+    return loss
+
+
+def test_records_every_layer_call_in_both_phases():
+    model = _mlp()
+    x, t = _batch()
+    with tinynet.trace(model) as tr:
+        _step(model, x, t)
+    rows = tr.rows()
+    assert [r["phase"] for r in rows] == ["forward"] * 6 + ["backward"] * 6
+    assert [r["layer"] for r in rows] == [str(i) for i in range(6)] + \
+        [str(i) for i in reversed(range(6))]
+    assert [r["call"] for r in rows] == list(range(12))
+    fwd = {r["layer"]: r for r in tr.rows("forward")}
+    assert fwd["0"]["type"] == "Flatten"
+    assert fwd["0"]["in_shape"] == (6, 3, 2, 2) and fwd["0"]["out_shape"] == (6, 12)
+    assert fwd["1"]["out_shape"] == (6, 9) and fwd["5"]["out_shape"] == (6, 5)
+    bwd = {r["layer"]: r for r in tr.rows("backward")}
+    assert bwd["1"]["in_shape"] == (6, 9) and bwd["1"]["out_shape"] == (6, 12)
+    assert bwd["0"]["out_shape"] == (6, 3, 2, 2)
+    assert all(r["dtype"] == "float64" and r["seconds"] >= 0 for r in rows)
+
+
+def test_statistics_equal_recomputed_values():
+    model = _mlp()
+    x, t = _batch()
+    with tinynet.trace(model) as tr:
+        y = model(x)
+    h = np.maximum(x.reshape(6, 12) @ model[1].weight.data.T + model[1].bias.data, 0)
+    relu = tr.rows("forward")[2]
+    assert relu["type"] == "ReLU"
+    assert relu["norm"] == pytest.approx(np.linalg.norm(h), rel=1e-12)
+    assert relu["mean"] == pytest.approx(h.mean(), rel=1e-12)
+    assert relu["std"] == pytest.approx(h.std(), rel=1e-12)
+    assert relu["min"] == h.min() and relu["max"] == h.max()
+    assert relu["zeros"] == pytest.approx(np.mean(h == 0))
+    assert 0 < relu["zeros"] < 1  # random data: some but not all units dead
+    assert relu["in_norm"] == pytest.approx(tr.rows("forward")[1]["norm"], rel=1e-12)
+    last = tr.rows("forward")[-1]
+    assert last["norm"] == pytest.approx(np.linalg.norm(y), rel=1e-12)
+
+
+def test_input_grad_false_describes_incoming_gradient():
+    model = _mlp()
+    x, t = _batch()
+    loss_fn = tinynet.CrossEntropyLoss()
+    with tinynet.trace(model) as tr:
+        loss_fn(model(x), t)
+        model.backward(loss_fn.backward(), input_grad=False)
+    bwd = tr.rows("backward")
+    assert [r["layer"] for r in bwd] == ["5", "4", "3", "2", "1"]  # Flatten skipped
+    first = bwd[-1]
+    assert first["out_shape"] is None and first["stats_of"] == "input"
+    assert first["norm"] == pytest.approx(bwd[-2]["norm"])
+    assert "input_grad=False" in tr.table()
+
+
+def test_nothing_left_behind_and_nothing_recorded_outside():
+    model = _mlp()
+    x, t = _batch()
+    before = [dict(m.__dict__) for m in model.modules()]
+    with tinynet.trace(model) as tr:
+        assert "forward" in model[1].__dict__
+        _step(model, x, t)
+    n = len(tr.rows())
+    for m, d in zip(model.modules(), before):
+        assert "forward" not in m.__dict__ and "backward" not in m.__dict__
+        assert set(m.__dict__) == set(d)
+        assert m.forward.__func__ is type(m).forward
+        assert m.backward.__func__ is type(m).backward
+    _step(model, x, t)
+    assert len(tr.rows()) == n
+
+
+def test_exit_on_exception_restores_and_nested_traces():
+    model = _mlp()
+    x, t = _batch()
+    with pytest.raises(tinynet.ShapeError):
+        with tinynet.trace(model):
+            model(x[:, :2])
+    assert all("forward" not in m.__dict__ for m in model.modules())
+    with tinynet.trace(model) as outer:
+        with tinynet.trace(model) as inner:
+            model(x)
+        model(x)
+    assert len(inner.rows()) == 6 and len(outer.rows()) == 12
+    assert all("forward" not in m.__dict__ for m in model.modules())
+
+
+def test_same_result_as_untraced():
+    model = _mlp()
+    x, t = _batch()
+    loss0 = _step(model, x, t)
+    g0 = {k: p.grad.copy() for k, p in model.named_parameters()}
+    model.zero_grad()
+    with tinynet.trace(model) as tr:
+        loss1 = _step(model, x, t)
+    assert loss0 == loss1
+    for k, p in model.named_parameters():
+        np.testing.assert_array_equal(p.grad, g0[k])
+        assert tr.param_grad_norms()[k] == pytest.approx(np.linalg.norm(g0[k]), rel=1e-14)
+
+
+def test_param_grad_norms_equal_torch():
+    torch = pytest.importorskip("torch", reason="the parity check needs PyTorch")
+    model = models.base_mlp().double()
+    rng = np.random.default_rng(3)
+    x = rng.random((16, 1, 28, 28))
+    t = rng.integers(0, 10, 16)
+    with tinynet.trace(model) as tr:
+        _step(model, x, t)
+    twin = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 512), torch.nn.ReLU(),
+                               torch.nn.Linear(512, 512), torch.nn.ReLU(),
+                               torch.nn.Linear(512, 10)).double()
+    twin.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in
+                          model.state_dict().items()})
+    loss = torch.nn.functional.cross_entropy(twin(torch.from_numpy(x)), torch.from_numpy(t))
+    loss.backward()
+    ours = tr.param_grad_norms()
+    assert list(ours) == [k for k, _ in twin.named_parameters()]
+    for k, p in twin.named_parameters():
+        assert ours[k] == pytest.approx(float(p.grad.norm()), rel=1e-12, abs=0)
+
+
+def test_table_lists_every_row():
+    model = _mlp()
+    x, t = _batch()
+    with tinynet.trace(model) as tr:
+        _step(model, x, t)
+    text = tr.table()
+    lines = text.splitlines()
+    assert lines[0].split()[:3] == ["layer", "type", "phase"]
+    assert len(lines) == 2 + 12
+    assert "Linear" in lines[3] and "(6, 12)" in lines[3] and "(6, 9)" in lines[3]
+    assert tr.table("backward").count("backward") == 6
+
+
+def test_plot_writes_png(tmp_path):
+    pytest.importorskip("matplotlib", reason="plots need matplotlib")
+    model = _mlp()
+    x, t = _batch()
+    with tinynet.trace(model) as tr:
+        _step(model, x, t)
+    path = tr.plot(str(tmp_path / "norms.png"), title="test")
+    with open(path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_trace_rejects_non_module_and_bad_phase():
+    with pytest.raises(TypeError, match="Module"):
+        tinynet.trace(object())
+    with pytest.raises(ValueError, match="phase"):
+        tinynet.trace(_mlp()).rows("sideways")
+
+
+def test_cli_random_base(capsys):
+    assert trace_main(["--model", "base", "--batch", "3", "--random"]) == 0
+    out = capsys.readouterr().out
+    assert "1.weight" in out and "backward" in out and "(3, 784)" in out
+    norms = [float(line.split()[1]) for line in out.splitlines()
+             if line.strip().startswith(("1.weight", "5.bias"))]
+    assert len(norms) == 2 and all(math.isfinite(v) and v > 0 for v in norms)
+
+
+@pytest.mark.parametrize("name", ["bn", "simplecnn", "convbn"])
+def test_cli_other_models_once_their_layers_exist(name, capsys):
+    try:
+        models.build(name)
+    except ImportError:
+        pytest.skip(f"{name} needs conv/BatchNorm layers not in this checkout yet")
+    assert trace_main(["--model", name, "--batch", "2", "--random"]) == 0
+    assert "parameter gradient norms" in capsys.readouterr().out

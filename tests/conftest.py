@@ -1,0 +1,112 @@
+"""Shared fixtures: ``xp`` (every backend), ``shared_data`` and ``torch``.
+
+Fixture names are a contract other test files rely on; keep them stable.
+
+* ``xp``: parametrised over ``"numpy"``, ``"strict"`` (the CPU stand-in for CuPy,
+  :mod:`tinynet.testing.strictxp`) and ``"cupy"`` (skipped unless a GPU is usable). The
+  value is a :class:`Backend` with ``.xp``, ``.name``, ``.asarray(np_array)``,
+  ``.asnumpy(array)`` and ``.to(model)``.
+* ``shared_data``: the folder holding ``mnist/`` and ``cifar10-jpeg/`` (``$TINYNET_DATA``,
+  else ``<repo>/../shared/data``); the test is skipped when it is absent.
+* ``torch``: the ``torch`` module, or a skip when it is not installed.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tinynet import backend
+from tinynet.testing import strictxp
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Backend:
+    """One array backend as the tests see it.
+
+    Attributes:
+        name: ``"numpy"``, ``"strict"`` or ``"cupy"``.
+        xp: the array module (``numpy``, ``tinynet.testing.strictxp`` or ``cupy``).
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        if name == "numpy":
+            self.xp = np
+        elif name == "strict":
+            self.xp = strictxp
+        else:
+            import cupy  # type: ignore[import-not-found]
+            self.xp = cupy
+
+    def asarray(self, a: Any, dtype: Any = None) -> Any:
+        """Host NumPy data -> an array of this backend (always a copy)."""
+        if self.name == "numpy":
+            return np.array(a, dtype=dtype, copy=True)
+        return self.xp.asarray(np.asarray(a, dtype=dtype))
+
+    def asnumpy(self, a: Any) -> np.ndarray:
+        """An array of this backend (or NumPy) -> a host NumPy array."""
+        if self.name == "numpy":
+            if not isinstance(a, np.ndarray) and not np.isscalar(a):
+                raise TypeError(f"expected a numpy.ndarray from the numpy backend, "
+                                     f"got {type(a).__name__}")
+            return np.asarray(a)
+        if isinstance(a, np.ndarray):
+            raise TypeError(f"the {self.name} backend returned a host numpy.ndarray")
+        return self.xp.asnumpy(a)
+
+    def to(self, model):
+        """Move ``model``'s parameters and buffers to this backend; returns the model."""
+        if self.name == "numpy":
+            return model.to("cpu")
+        if self.name == "strict":
+            return model._apply(strictxp.asarray)
+        return model.to("cuda")
+
+    def __repr__(self) -> str:
+        return f"Backend({self.name!r})"
+
+
+def _cupy_skip_reason() -> str | None:
+    if backend.cuda_available():
+        return None
+    try:
+        import cupy  # type: ignore[import-not-found]  # noqa: F401
+    except ImportError:
+        return "CuPy is not installed (the 'strict' stand-in covers the xp path on CPU)"
+    return "CuPy is installed but sees no CUDA device"
+
+
+_CUPY_SKIP = _cupy_skip_reason()
+
+
+@pytest.fixture(params=[
+    "numpy",
+    "strict",
+    pytest.param("cupy", marks=pytest.mark.skipif(_CUPY_SKIP is not None,
+                                                  reason=_CUPY_SKIP or "")),
+])
+def xp(request) -> Backend:
+    """The array backend to run a test on: numpy, the strict stand-in, or cupy."""
+    return Backend(request.param)
+
+
+@pytest.fixture
+def shared_data() -> str:
+    """The shared data folder (``$TINYNET_DATA`` or ``<repo>/../shared/data``)."""
+    folder = os.environ.get("TINYNET_DATA") or os.path.join(REPO, "..", "shared", "data")
+    folder = os.path.abspath(folder)
+    if not os.path.isdir(folder):
+        pytest.skip(f"shared data folder {folder} not found (set TINYNET_DATA)")
+    return folder
+
+
+@pytest.fixture
+def torch():
+    """The torch module; the test is skipped when torch is not installed."""
+    return pytest.importorskip("torch", reason="torch is needed to compare with PyTorch")

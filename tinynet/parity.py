@@ -1,0 +1,726 @@
+"""PyTorch parity: twin models, per-tensor comparison and training trajectories.
+
+"Checked against PyTorch" made into something anyone can rerun (``tinynet parity``)::
+
+    from tinynet import models, parity
+    model = models.build("simplecnn")
+    twin = parity.to_torch(model)        # torch.nn.Sequential, same weights and buffers
+    back = parity.from_torch(twin)       # a tinynet Sequential again, bit for bit equal
+    report = parity.compare(model, x, t) # float64 and float32, train and eval mode
+    print(report); assert report.ok
+
+torch is optional: this module imports without it, and every function that needs it
+raises :class:`MissingTorchError` ("needs torch: pip install torch").
+
+Relative difference. For a tinynet tensor ``a`` and its torch twin ``b`` (the
+reference) we report ``max_abs = max |a - b|`` and::
+
+    max_rel = max |a - b| / max(max |b|, tiny)        (tiny = smallest normal of the dtype)
+
+i.e. the worst element error measured in units of the tensor's largest magnitude. An
+element-wise ratio |a - b| / |b| would be dominated by elements that are zero up to
+rounding (a gradient summed over a batch that nearly cancels), which are not errors.
+Tolerances (``TOLERANCES``): 1e-10 in float64 and 1e-5 in float32 per tensor for one
+forward/backward pass. Training trajectories have their own (``TRAJECTORY_TOLERANCES``):
+rounding differences of one step are fed into the next, so they grow with the steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import numpy
+
+from . import layers as _layers
+from .backend import device_of, to_device, to_numpy
+from .errors import ShapeError, TinynetError
+from .losses import CrossEntropyLoss, MSELoss
+from .module import Module, Sequential
+from .optim import SGD, Adam
+from .random import get_rng_state, set_rng_state
+
+__all__ = [
+    "MissingTorchError", "TOLERANCES", "TRAJECTORY_TOLERANCES", "to_torch", "from_torch",
+    "compare", "trajectory", "Row", "ParityReport", "layer_cases", "model_cases", "main",
+]
+
+# Per-tensor tolerance on max_rel for one forward/backward pass, by dtype.
+TOLERANCES = {"float64": 1e-10, "float32": 1e-5}
+# Tolerance on max_rel of the per-step losses and the final weights after K training steps
+# (see docs/parity.md for what is achieved and why float32 needs more room).
+TRAJECTORY_TOLERANCES = {"float64": 1e-9, "float32": 1e-3}
+
+
+class MissingTorchError(TinynetError, ImportError):
+    """tinynet.parity was asked to build or run a PyTorch twin, but torch is not installed."""
+
+
+def _torch():
+    """Import torch on first use, or raise a clear MissingTorchError."""
+    try:
+        import torch
+    except ImportError as e:
+        raise MissingTorchError(
+            f"tinynet.parity needs torch: pip install torch (import failed: {e})") from None
+    return torch
+
+
+# --------------------------------------------------------------------------- Residual twin
+_TORCH_CLASSES: dict[str, type] = {}
+
+
+def _torch_residual_class() -> type:
+    """``TorchResidual``: the torch twin of ``tinynet.layers.Residual`` (built on first use)."""
+    if "TorchResidual" not in _TORCH_CLASSES:
+        nn = _torch().nn
+
+        class TorchResidual(nn.Module):
+            """y = body(x) + (projection(x) if projection is not None else x).
+
+            Attributes ``body`` and ``projection`` give the state_dict keys
+            ``body.*`` and ``projection.*``, as tinynet's Residual.
+            """
+
+            def __init__(self, body, projection=None) -> None:
+                super().__init__()
+                self.body = body
+                self.projection = projection
+
+            def forward(self, x):
+                skip = x if self.projection is None else self.projection(x)
+                return self.body(x) + skip
+
+        TorchResidual.__module__ = __name__
+        _TORCH_CLASSES["TorchResidual"] = TorchResidual
+    return _TORCH_CLASSES["TorchResidual"]
+
+
+def __getattr__(name: str):  # lazy ``tinynet.parity.TorchResidual``
+    if name == "TorchResidual":
+        return _torch_residual_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# --------------------------------------------------------------------------- dtypes
+def _torch_dtype(numpy_dtype):
+    torch = _torch()
+    table = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16,
+             "int64": torch.int64}
+    name = numpy.dtype(numpy_dtype).name
+    if name not in table:
+        raise TinynetError(f"tinynet.parity: no torch dtype for {name}")
+    return table[name]
+
+
+def _layer_dtype(module: Module) -> str:
+    """The dtype of a layer's first floating parameter or buffer (float32 if it has none)."""
+    for p in module.parameters():
+        return numpy.dtype(p.data.dtype).name
+    for b in module.buffers():
+        if b is not None and b.dtype.kind == "f":
+            return numpy.dtype(b.dtype).name
+    return "float32"
+
+
+def _torch_layer_dtype(module) -> str:
+    for t in list(module.parameters()) + list(module.buffers()):
+        if t.is_floating_point():
+            return str(t.dtype).replace("torch.", "")
+    return "float32"
+
+
+def _pair(v) -> tuple:
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
+
+# --------------------------------------------------------------------------- to_torch
+def _linear_to_torch(m, nn, dtype):
+    return nn.Linear(m.in_features, m.out_features, bias=m.bias is not None, dtype=dtype)
+
+
+def _conv_to_torch(m, nn, dtype):
+    return nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, stride=m.stride,
+                     padding=m.padding, dilation=getattr(m, "dilation", 1),
+                     groups=getattr(m, "groups", 1), bias=m.bias is not None, dtype=dtype)
+
+
+def _maxpool_to_torch(m, nn, dtype):
+    return nn.MaxPool2d(m.kernel_size, stride=m.stride, padding=getattr(m, "padding", 0),
+                        dilation=getattr(m, "dilation", 1),
+                        ceil_mode=getattr(m, "ceil_mode", False))
+
+
+def _avgpool_to_torch(m, nn, dtype):
+    return nn.AvgPool2d(m.kernel_size, stride=m.stride, padding=getattr(m, "padding", 0),
+                        ceil_mode=getattr(m, "ceil_mode", False),
+                        count_include_pad=getattr(m, "count_include_pad", True))
+
+
+def _batchnorm_to_torch(kind):
+    def convert(m, nn, dtype):
+        cls = nn.BatchNorm1d if kind == 1 else nn.BatchNorm2d
+        return cls(m.num_features, eps=m.eps, momentum=m.momentum,
+                   affine=getattr(m, "affine", True),
+                   track_running_stats=getattr(m, "track_running_stats", True), dtype=dtype)
+    return convert
+
+
+def _to_torch_table() -> list[tuple[type, Callable]]:
+    """(tinynet class, converter) pairs; layers not (yet) in tinynet.layers are skipped."""
+    table = [
+        ("Linear", _linear_to_torch),
+        ("ReLU", lambda m, nn, dt: nn.ReLU()),
+        ("Tanh", lambda m, nn, dt: nn.Tanh()),
+        ("Sigmoid", lambda m, nn, dt: nn.Sigmoid()),
+        ("LeakyReLU", lambda m, nn, dt: nn.LeakyReLU(m.negative_slope)),
+        ("ELU", lambda m, nn, dt: nn.ELU(m.alpha)),
+        ("Flatten", lambda m, nn, dt: nn.Flatten(m.start_dim, m.end_dim)),
+        ("Dropout", lambda m, nn, dt: nn.Dropout(m.p)),
+        ("Conv2d", _conv_to_torch),
+        ("MaxPool2d", _maxpool_to_torch),
+        ("AvgPool2d", _avgpool_to_torch),
+        ("BatchNorm1d", _batchnorm_to_torch(1)),
+        ("BatchNorm2d", _batchnorm_to_torch(2)),
+    ]
+    return [(getattr(_layers, name), f) for name, f in table if hasattr(_layers, name)]
+
+
+def _build_torch(m: Module):
+    nn = _torch().nn
+    if isinstance(m, Sequential):
+        twin = nn.Sequential(*[_build_torch(child) for child in m])
+    elif hasattr(_layers, "Residual") and isinstance(m, _layers.Residual):
+        proj = m.projection
+        twin = _torch_residual_class()(_build_torch(m.body),
+                                       None if proj is None else _build_torch(proj))
+    else:
+        for cls, convert in _to_torch_table():
+            if type(m) is cls:
+                twin = convert(m, nn, _torch_dtype(_layer_dtype(m)))
+                break
+        else:
+            raise TinynetError(
+                f"to_torch: no PyTorch twin for {m.describe()} ({type(m).__name__}); "
+                f"supported: Sequential, Residual, "
+                f"{', '.join(c.__name__ for c, _ in _to_torch_table())}")
+    twin.train(m.training)
+    return twin
+
+
+def to_torch(model: Module):
+    """The PyTorch twin of a tinynet model, with identical weights and buffers.
+
+    A tinynet ``Sequential`` becomes a ``torch.nn.Sequential`` (nested ones nest), a
+    ``Residual`` a :class:`TorchResidual` (attributes ``body`` and ``projection``), and
+    each layer its ``torch.nn`` namesake with the same constructor arguments. Values are
+    copied (the twin shares no memory with ``model``) with their dtypes kept; the twin
+    lives on the CPU and is in the same train/eval mode. ``twin.state_dict()`` has the
+    same keys, shapes, dtypes and values as ``model.state_dict()``.
+    """
+    torch = _torch()
+    twin = _build_torch(model)
+    state = {}
+    for key, value in model.state_dict().items():
+        host = numpy.array(to_numpy(value), copy=True)
+        state[key] = torch.from_numpy(host)
+    with torch.no_grad():
+        _load_exact_torch(twin, state, model)
+    return twin
+
+
+def _load_exact_torch(twin, state: dict, model: Module) -> None:
+    """Copy ``state`` into ``twin``; refuse any key, shape or dtype mismatch."""
+    own = twin.state_dict()
+    if list(own) != list(state):
+        raise TinynetError(
+            f"to_torch: state_dict keys differ between {type(model).__name__} and its twin: "
+            f"tinynet {list(state)} vs torch {list(own)}")
+    for key, value in state.items():
+        target = own[key]
+        if tuple(target.shape) != tuple(value.shape) or target.dtype != value.dtype:
+            raise TinynetError(
+                f"to_torch: {key}: tinynet {tuple(value.shape)} {value.dtype} vs torch "
+                f"{tuple(target.shape)} {target.dtype}")
+        target.copy_(value)
+
+
+# --------------------------------------------------------------------------- from_torch
+def _from_torch_table(nn) -> list[tuple[type, Callable]]:
+    L = _layers
+    table = [
+        (nn.Linear, lambda t: L.Linear(t.in_features, t.out_features, bias=t.bias is not None)),
+        (nn.ReLU, lambda t: L.ReLU()),
+        (nn.Tanh, lambda t: L.Tanh()),
+        (nn.Sigmoid, lambda t: L.Sigmoid()),
+        (nn.LeakyReLU, lambda t: L.LeakyReLU(t.negative_slope)),
+        (nn.ELU, lambda t: L.ELU(t.alpha)),
+        (nn.Flatten, lambda t: L.Flatten(t.start_dim, t.end_dim)),
+        (nn.Dropout, lambda t: L.Dropout(t.p)),
+    ]
+    if hasattr(L, "Conv2d"):
+        table.append((nn.Conv2d, _conv_from_torch))
+    if hasattr(L, "MaxPool2d"):
+        table.append((nn.MaxPool2d, _maxpool_from_torch))
+    if hasattr(L, "AvgPool2d"):
+        table.append((nn.AvgPool2d, _avgpool_from_torch))
+    if hasattr(L, "BatchNorm1d"):
+        table.append((nn.BatchNorm1d, _batchnorm_from_torch(1)))
+    if hasattr(L, "BatchNorm2d"):
+        table.append((nn.BatchNorm2d, _batchnorm_from_torch(2)))
+    return table
+
+
+def _conv_from_torch(t):
+    if t.padding_mode != "zeros":
+        raise TinynetError(f"from_torch: Conv2d with padding_mode={t.padding_mode!r} has no "
+                           "tinynet twin (zero padding only)")
+    if isinstance(t.padding, str):
+        raise TinynetError(f"from_torch: Conv2d with padding={t.padding!r} has no tinynet "
+                           "twin; give the padding as numbers")
+    kwargs = {}
+    if tuple(t.dilation) != (1, 1):
+        kwargs["dilation"] = tuple(t.dilation)
+    if t.groups != 1:
+        kwargs["groups"] = t.groups
+    return _layers.Conv2d(t.in_channels, t.out_channels, tuple(t.kernel_size),
+                          stride=tuple(t.stride), padding=tuple(t.padding),
+                          bias=t.bias is not None, **kwargs)
+
+
+def _maxpool_from_torch(t):
+    kwargs = {}
+    if _pair(t.dilation) != (1, 1):
+        kwargs["dilation"] = t.dilation
+    if t.ceil_mode:
+        kwargs["ceil_mode"] = True
+    if t.return_indices:
+        raise TinynetError("from_torch: MaxPool2d(return_indices=True) has no tinynet twin")
+    return _layers.MaxPool2d(t.kernel_size, stride=t.stride, padding=t.padding, **kwargs)
+
+
+def _avgpool_from_torch(t):
+    kwargs = {}
+    if t.ceil_mode:
+        kwargs["ceil_mode"] = True
+    if not t.count_include_pad:
+        kwargs["count_include_pad"] = False
+    if t.divisor_override is not None:
+        raise TinynetError("from_torch: AvgPool2d(divisor_override=...) has no tinynet twin")
+    return _layers.AvgPool2d(t.kernel_size, stride=t.stride, padding=t.padding, **kwargs)
+
+
+def _batchnorm_from_torch(kind):
+    def convert(t):
+        cls = _layers.BatchNorm1d if kind == 1 else _layers.BatchNorm2d
+        if t.momentum is None:
+            raise TinynetError("from_torch: BatchNorm with momentum=None (a cumulative "
+                               "average) has no tinynet twin")
+        kwargs = {}
+        if not t.affine:
+            kwargs["affine"] = False
+        if not t.track_running_stats:
+            kwargs["track_running_stats"] = False
+        return cls(t.num_features, eps=t.eps, momentum=t.momentum, **kwargs)
+    return convert
+
+
+def _build_tinynet(t) -> Module:
+    nn = _torch().nn
+    if isinstance(t, nn.Sequential):
+        m = Sequential(*[_build_tinynet(child) for child in t])
+    elif type(t).__name__ == "TorchResidual" and hasattr(_layers, "Residual"):
+        proj = t.projection
+        m = _layers.Residual(_build_tinynet(t.body),
+                             None if proj is None else _build_tinynet(proj))
+    else:
+        for cls, convert in _from_torch_table(nn):
+            if type(t) is cls:
+                m = convert(t)
+                break
+        else:
+            raise TinynetError(
+                f"from_torch: no tinynet twin for torch module {type(t).__name__}; supported: "
+                f"Sequential, TorchResidual, "
+                f"{', '.join(c.__name__ for c, _ in _from_torch_table(nn))}")
+        if _torch_layer_dtype(t) == "float64":
+            m.double()
+    m.train(t.training)
+    return m
+
+
+def from_torch(module) -> Module:
+    """The tinynet model of a PyTorch one built from the layers :func:`to_torch` knows.
+
+    The reverse of :func:`to_torch`: ``torch.nn.Sequential`` becomes ``Sequential``,
+    :class:`TorchResidual` becomes ``Residual``, ``torch.nn.Linear`` becomes ``Linear``,
+    and so on; parameters and buffers are copied with their dtypes, the mode is kept.
+    Building the layers does not advance tinynet's global random generator.
+    """
+    torch = _torch()
+    if not isinstance(module, torch.nn.Module):
+        raise TinynetError(f"from_torch: expected a torch.nn.Module, got {type(module).__name__}")
+    rng = get_rng_state()
+    try:
+        model = _build_tinynet(module)
+    finally:
+        set_rng_state(rng)
+    state = module.state_dict()
+    own = model.state_dict()
+    if list(own) != list(state):
+        raise TinynetError(f"from_torch: state_dict keys differ: torch {list(state)} vs "
+                           f"tinynet {list(own)}")
+    for key, value in state.items():
+        if numpy.dtype(own[key].dtype) != numpy.dtype(str(value.dtype).replace("torch.", "")):
+            raise TinynetError(f"from_torch: {key}: torch {value.dtype} vs tinynet "
+                               f"{own[key].dtype}")
+    model.load_state_dict({k: v.detach().cpu().numpy() for k, v in state.items()})
+    return model
+
+
+# --------------------------------------------------------------------------- reports
+@dataclass
+class Row:
+    """One compared tensor: where it comes from, its differences and its tolerance."""
+    case: str
+    dtype: str
+    mode: str
+    tensor: str
+    max_abs: float
+    max_rel: float
+    tol: float
+
+    @property
+    def ok(self) -> bool:
+        return bool(math.isfinite(self.max_rel) and self.max_rel <= self.tol)
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.1e}" if v else "0"
+
+
+@dataclass
+class ParityReport:
+    """Rows of compared tensors; ``ok`` when every one is within its tolerance.
+
+    ``str(report)`` (or ``report.table()``) prints one line per (case, dtype, mode) with
+    its worst tensor; ``report.table(every=True)`` one line per tensor.
+    """
+    rows: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.rows)
+
+    def failures(self) -> list:
+        return [r for r in self.rows if not r.ok]
+
+    def extend(self, other: "ParityReport") -> "ParityReport":
+        self.rows.extend(other.rows)
+        self.notes.extend(other.notes)
+        return self
+
+    def groups(self) -> list:
+        """``[(case, dtype, mode, rows)]`` in the order the rows were added."""
+        out: dict = {}
+        for r in self.rows:
+            out.setdefault((r.case, r.dtype, r.mode), []).append(r)
+        return [(*k, v) for k, v in out.items()]
+
+    def table(self, every: bool = False) -> str:
+        head = ("case", "dtype", "mode", "tensors" if not every else "", "worst tensor"
+                if not every else "tensor", "max abs", "max rel", "tol", "")
+        lines = []
+        if every:
+            for r in self.rows:
+                lines.append((r.case, r.dtype, r.mode, "", r.tensor, _fmt(r.max_abs),
+                              _fmt(r.max_rel), _fmt(r.tol), "ok" if r.ok else "FAIL"))
+        else:
+            for case, dtype, mode, rows in self.groups():
+                worst = max(rows, key=lambda r: (not r.ok, r.max_rel / r.tol
+                                                 if math.isfinite(r.max_rel) else math.inf))
+                ok = all(r.ok for r in rows)
+                lines.append((case, dtype, mode, str(len(rows)), worst.tensor,
+                              _fmt(worst.max_abs), _fmt(worst.max_rel), _fmt(worst.tol),
+                              "ok" if ok else "FAIL"))
+        widths = [max(len(str(x[i])) for x in [head] + lines) for i in range(len(head))]
+        fmt = "  ".join(f"{{:{'>' if i in (3, 5, 6, 7) else '<'}{w}}}"
+                        for i, w in enumerate(widths))
+        out = [fmt.format(*head).rstrip(), "-" * (sum(widths) + 2 * (len(widths) - 1))]
+        out += [fmt.format(*x).rstrip() for x in lines]
+        n_bad = len(self.failures())
+        out.append(f"{len(self.rows)} tensors compared: "
+                   + ("all within tolerance" if not n_bad else f"{n_bad} ABOVE TOLERANCE"))
+        out += self.notes
+        return "\n".join(out)
+
+    def __str__(self) -> str:
+        return self.table()
+
+
+def difference(a, b) -> tuple[float, float]:
+    """``(max |a - b|, max |a - b| / max(max |b|, tiny))`` of two arrays (b: the reference)."""
+    a = numpy.asarray(to_numpy(a), dtype=numpy.float64)
+    b = numpy.asarray(to_numpy(b), dtype=numpy.float64)
+    if a.shape != b.shape:
+        raise ShapeError(f"difference: shapes {a.shape} and {b.shape} differ")
+    if a.size == 0:
+        return 0.0, 0.0
+    err = float(numpy.max(numpy.abs(a - b)))
+    scale = max(float(numpy.max(numpy.abs(b))), float(numpy.finfo(numpy.float64).tiny))
+    if not (numpy.isfinite(a).all() and numpy.isfinite(b).all()):
+        same = bool(numpy.array_equal(a, b, equal_nan=True))
+        return (0.0, 0.0) if same else (math.inf, math.inf)
+    return err, err / scale
+
+
+# --------------------------------------------------------------------------- losses
+def _loss_pair(loss):
+    """(tinynet loss, torch loss, kind) from "cross_entropy", "mse" or a tinynet loss object."""
+    nn = _torch().nn
+    if isinstance(loss, str):
+        if loss == "cross_entropy":
+            loss = CrossEntropyLoss()
+        elif loss == "mse":
+            loss = MSELoss()
+        else:
+            raise TinynetError(f"compare: unknown loss {loss!r}: expected 'cross_entropy', "
+                               "'mse' or a tinynet loss object")
+    if isinstance(loss, CrossEntropyLoss):
+        return loss, nn.CrossEntropyLoss(reduction=loss.reduction), "cross_entropy"
+    if isinstance(loss, MSELoss):
+        return loss, nn.MSELoss(reduction=loss.reduction), "mse"
+    raise TinynetError(f"compare: no torch twin for loss {type(loss).__name__}: expected "
+                       "CrossEntropyLoss, MSELoss, 'cross_entropy' or 'mse'")
+
+
+def _targets(target, kind: str, dtype: str):
+    t = numpy.asarray(to_numpy(target))
+    if kind == "cross_entropy":
+        if t.dtype.kind not in "iu":
+            raise TinynetError(f"compare: cross_entropy targets must be integer class "
+                               f"indices, got dtype {t.dtype}")
+        return t.astype(numpy.int64)
+    return t.astype(dtype)
+
+
+# --------------------------------------------------------------------------- dropout masks
+class _DropoutMasks:
+    """Make every Dropout draw the same mask in both frameworks.
+
+    A forward hook on each torch ``Dropout`` of the twin draws the 0/1 keep-mask of the
+    input's shape from a seeded NumPy generator, hands it to the tinynet Dropout as
+    ``next_mask`` and replaces torch's own output by ``x * keep / (1 - p)``. Run the
+    torch forward first, then the tinynet one.
+    """
+
+    def __init__(self, model: Module, twin, seed: int = 0) -> None:
+        torch = _torch()
+        self.generator = numpy.random.default_rng(seed)
+        self.handles = []
+        pairs = _paired_modules(model, twin)
+        for m, t in pairs:
+            if isinstance(m, _layers.Dropout) and isinstance(t, torch.nn.Dropout):
+                self.handles.append(t.register_forward_hook(self._hook(m)))
+
+    def _hook(self, layer):
+        def hook(module, inputs, output):
+            if not module.training or module.p == 0.0:
+                return output
+            torch = _torch()
+            x = inputs[0]
+            keep = self.generator.random(tuple(x.shape)) >= module.p
+            layer.next_mask = keep
+            scale = 0.0 if module.p == 1.0 else 1.0 / (1.0 - module.p)
+            return x * (torch.from_numpy(keep).to(x.dtype) * scale)
+        return hook
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+def _paired_modules(model: Module, twin) -> list:
+    tmods = dict(twin.named_modules())
+    return [(m, tmods[name]) for name, m in model.named_modules() if name in tmods]
+
+
+# --------------------------------------------------------------------------- compare
+def _as_list(v) -> list:
+    return list(v) if isinstance(v, (list, tuple)) else [v]
+
+
+def _cast_model(model: Module, dtype: str) -> Module:
+    m = copy.deepcopy(model)
+    return m.double() if dtype == "float64" else m.float()
+
+
+def compare(model: Module, x, target, loss="cross_entropy", dtype=("float64", "float32"),
+            train=(True, False), name: str | None = None, seed: int = 0) -> ParityReport:
+    """Run ``model`` and its PyTorch twin on one batch and compare every tensor.
+
+    Args:
+        model: any tinynet model :func:`to_torch` can convert (it is copied, not changed).
+        x: the input batch, e.g. ``(N, C, H, W)``; cast to each dtype compared.
+        target: class indices ``(N,)`` for cross-entropy, or an array of the output's shape
+            for MSE.
+        loss: ``"cross_entropy"``, ``"mse"`` or a tinynet ``CrossEntropyLoss``/``MSELoss``.
+        dtype: a dtype name or a tuple of them (default both ``float64`` and ``float32``).
+        train: True (train mode), False (eval mode) or a tuple of both (the default).
+        name: the case name in the report (default the model's class name).
+        seed: seeds the Dropout masks shared by both frameworks.
+
+    Compared per (dtype, mode): the output, the loss, dLoss/dx, dLoss/dp for every
+    parameter p and, after the pass, every buffer (BatchNorm running statistics updated
+    by a train-mode forward). Each row carries the tolerance of its dtype
+    (``TOLERANCES``).
+    """
+    torch = _torch()
+    name = name or type(model).__name__
+    report = ParityReport()
+    for dt in _as_list(dtype):
+        dt = numpy.dtype(dt).name
+        if dt not in TOLERANCES:
+            raise TinynetError(f"compare: dtype must be float64 or float32, got {dt}")
+        for mode in _as_list(train):
+            m = _cast_model(model, dt).train(bool(mode))
+            report.extend(_compare_once(torch, m, x, target, loss, dt, name,
+                                        "train" if mode else "eval", seed))
+    return report
+
+
+def _compare_once(torch, m: Module, x, target, loss, dt: str, name: str, mode: str,
+                  seed: int) -> ParityReport:
+    loss_fn, torch_loss, kind = _loss_pair(loss)
+    loss_fn = copy.copy(loss_fn)
+    twin = to_torch(m)
+    device = _model_device(m)
+    x_host = numpy.asarray(to_numpy(x)).astype(dt)
+    t_host = _targets(target, kind, dt)
+    masks = _DropoutMasks(m, twin, seed)
+    try:
+        xt = torch.from_numpy(x_host.copy()).requires_grad_(True)
+        yt = twin(xt)
+        lt = torch_loss(yt, torch.from_numpy(t_host))
+        lt.backward()
+    finally:
+        masks.remove()
+    m.zero_grad()
+    y = m(to_device(x_host, device))
+    value = loss_fn(y, to_device(t_host, device))
+    dx = m.backward(loss_fn.backward())
+    tol = TOLERANCES[dt]
+    rows = []
+
+    def add(tensor, a, b):
+        rows.append(Row(name, dt, mode, tensor, *difference(a, b), tol))
+
+    add("output", y, yt.detach())
+    add("loss", numpy.array(value), lt.detach())
+    add("dL/dx", dx, xt.grad)
+    tparams = dict(twin.named_parameters())
+    for key, p in m.named_parameters():
+        tp = tparams[key]
+        tg = tp.grad if tp.grad is not None else torch.zeros_like(tp)
+        g = p.grad if p.grad is not None else numpy.zeros(p.shape, p.dtype)
+        add(f"grad {key}", g, tg)
+    tbuffers = dict(twin.named_buffers())
+    for key, b in m.named_buffers():
+        if b is not None:
+            add(f"buffer {key}", b, tbuffers[key])
+    return ParityReport(rows)
+
+
+def _model_device(model: Module) -> str:
+    for p in model.parameters():
+        return device_of(p.data)
+    return "cpu"
+
+
+# --------------------------------------------------------------------------- trajectories
+def _optimizers(optimizer: str, model: Module, twin, hyper: dict):
+    torch = _torch()
+    hyper = dict(hyper)
+    if optimizer == "sgd":
+        hyper.setdefault("lr", 0.1)
+        return SGD(model.parameters(), **hyper), torch.optim.SGD(twin.parameters(), **hyper)
+    if optimizer == "adam":
+        return Adam(model.parameters(), **hyper), torch.optim.Adam(twin.parameters(), **hyper)
+    raise TinynetError(f"trajectory: unknown optimizer {optimizer!r}: expected 'sgd' or 'adam'")
+
+
+@dataclass
+class Trajectory:
+    """Per-step losses of both frameworks and the comparison rows of a trajectory check."""
+    tinynet_losses: list
+    torch_losses: list
+    report: ParityReport
+
+    @property
+    def ok(self) -> bool:
+        return self.report.ok
+
+
+def trajectory(model: Module, batches: Iterable, optimizer: str = "sgd", hyper: dict | None = None,
+               dtype: str = "float64", loss="cross_entropy", name: str | None = None,
+               seed: int = 0, tol: float | None = None) -> Trajectory:
+    """Train ``model`` and its twin side by side on ``batches`` and compare the runs.
+
+    Both start from the same weights (the twin is made by :func:`to_torch`), see the same
+    batches in the same order, share Dropout masks, and take one optimizer step per batch
+    with the same hyper-parameters (``optimizer`` "sgd" or "adam", ``hyper`` the keyword
+    arguments of ``torch.optim.SGD``/``Adam``). Reported: the largest relative loss
+    difference over the steps (each step's loss relative to torch's), and every final
+    parameter and buffer. ``tol`` defaults to ``TRAJECTORY_TOLERANCES[dtype]``.
+    ``model`` itself is not changed.
+    """
+    torch = _torch()
+    dt = numpy.dtype(dtype).name
+    if dt not in TRAJECTORY_TOLERANCES:
+        raise TinynetError(f"trajectory: dtype must be float64 or float32, got {dt}")
+    tol = TRAJECTORY_TOLERANCES[dt] if tol is None else float(tol)
+    hyper = dict(hyper or {})
+    name = name or type(model).__name__
+    m = _cast_model(model, dt).train()
+    twin = to_torch(m)
+    loss_fn, torch_loss, kind = _loss_pair(loss)
+    loss_fn = copy.copy(loss_fn)
+    opt, topt = _optimizers(optimizer, m, twin, hyper)
+    device = _model_device(m)
+    masks = _DropoutMasks(m, twin, seed)
+    ours, theirs = [], []
+    try:
+        for x, t in batches:
+            x_host = numpy.asarray(to_numpy(x)).astype(dt)
+            t_host = _targets(t, kind, dt)
+            topt.zero_grad()
+            lt = torch_loss(twin(torch.from_numpy(x_host)), torch.from_numpy(t_host))
+            lt.backward()
+            topt.step()
+            theirs.append(float(lt.detach()))
+            opt.zero_grad()
+            y = m(to_device(x_host, device))
+            ours.append(loss_fn(y, to_device(t_host, device)))
+            m.backward(loss_fn.backward(), input_grad=False)
+            opt.step()
+    finally:
+        masks.remove()
+    if not ours:
+        raise TinynetError("trajectory: no batches given")
+    hp = ", ".join(f"{k}={v}" for k, v in hyper.items())
+    mode = f"{optimizer}({hp}) x{len(ours)}"
+    rows = []
+    worst = max(range(len(ours)), key=lambda i: difference(ours[i], theirs[i])[1])
+    rows.append(Row(name, dt, mode, f"loss (worst: step {worst + 1})",
+                    *difference(ours[worst], theirs[worst]), tol))
+    tstate = twin.state_dict()
+    for key, value in m.state_dict().items():
+        rows.append(Row(name, dt, mode, f"final {key}", *difference(value, tstate[key]), tol))
+    return Trajectory(ours, theirs, ParityReport(rows))

@@ -19,6 +19,7 @@ from .module import Module, Sequential
 from .optim import SGD, Adam, Optimizer
 from .parameter import Parameter
 from .random import manual_seed
+from .serialization import load, save
 from .train import evaluate, fit
 from .trace import trace
 
@@ -30,5 +31,5 @@ __all__ = [
     "StateDictError", "DeviceError", "Module", "Sequential", "Parameter", "Linear", "ReLU",
     "Tanh", "Sigmoid", "LeakyReLU", "ELU", "Flatten", "Dropout", "CrossEntropyLoss",
     "MSELoss", "SGD", "Adam", "Optimizer", "count_parameters", "manual_seed", "fit",
-    "evaluate", "trace",
+    "evaluate", "trace", "save", "load",
 ]

@@ -46,6 +46,15 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true",
                    help="reject NaN/inf inside every layer (slower; for debugging)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--checkpoint-dir", default=None,
+                   help="where checkpoint.npz is kept (default <out>/checkpoints); it is "
+                        "written every --checkpoint-every steps, at each epoch's end and "
+                        "on Ctrl-C or SIGTERM")
+    p.add_argument("--checkpoint-every", type=int, default=500, metavar="STEPS",
+                   help="steps between checkpoints (default 500)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the checkpoint in --checkpoint-dir, if there is one; "
+                        "the result is bit-identical to an uninterrupted run")
     return p
 
 
@@ -66,10 +75,15 @@ def train_main(argv: list[str] | None = None) -> int:
     test = data.load(args.data, "test", root=args.data_root)
     print(f"data {args.data}: {len(train[1]):,} train, {len(test[1]):,} test images")
     optimizer = tinynet.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
-    history = tinynet.fit(model, tinynet.CrossEntropyLoss(), optimizer, train, test,
-                          epochs=args.epochs, batch_size=args.batch_size,
-                          shuffle=args.shuffle, seed=args.seed,
-                          progress=not args.no_progress)
+    checkpoint_dir = args.checkpoint_dir or os.path.join(args.out, "checkpoints")
+    try:
+        history = tinynet.fit(model, tinynet.CrossEntropyLoss(), optimizer, train, test,
+                              epochs=args.epochs, batch_size=args.batch_size,
+                              shuffle=args.shuffle, seed=args.seed,
+                              progress=not args.no_progress, checkpoint_dir=checkpoint_dir,
+                              checkpoint_every=args.checkpoint_every, resume=args.resume)
+    except tinynet.train.Interrupted as e:  # fit printed where the checkpoint is
+        return 143 if e.signal == "SIGTERM" else 130
     history["config"] = vars(args)
     os.makedirs(args.out, exist_ok=True)
     save_history(history, os.path.join(args.out, "history.json"))

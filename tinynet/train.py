@@ -12,17 +12,23 @@ loss becomes NaN or inf (a learning rate too large, as S1's lr = 1).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
+import signal
+import threading
 import time
 from typing import Callable
 
 from .backend import device_of, get_array_module
 from .data.download import atomic_write
 from .data.loader import DataLoader
+from .errors import DataError
 from .module import Module
 
 History = dict
+CHECKPOINT_NAME = "checkpoint.npz"
 
 
 def _as_loader(data, batch_size: int, shuffle: bool, seed: int, device: str) -> DataLoader:
@@ -68,11 +74,52 @@ def evaluate(model: Module, loss_fn, data, batch_size: int = 1000) -> tuple[floa
     return total_loss / count, 100.0 * correct / count
 
 
+class Interrupted(KeyboardInterrupt):
+    """``fit`` was stopped by Ctrl-C (SIGINT) or SIGTERM after writing a checkpoint.
+
+    A KeyboardInterrupt, so code that does not know about checkpoints still stops.
+    Attributes: ``signal`` (its name), ``checkpoint`` (the file written), ``epoch`` and
+    ``step`` (the number of optimizer steps taken, all saved).
+    """
+
+    def __init__(self, signame: str, checkpoint: str, epoch: int, step: int) -> None:
+        super().__init__(f"{signame}: stopped after step {step} (epoch {epoch}); checkpoint "
+                         f"written to {checkpoint}; run again with resume (tinynet train "
+                         f"--resume) to continue")
+        self.signal, self.checkpoint, self.epoch, self.step = signame, checkpoint, epoch, step
+
+
+class _SignalFlag:
+    """Catches SIGINT and SIGTERM while ``fit`` runs: the first one only sets a flag,
+    which the loop reads between steps (so the checkpoint holds a whole step); a
+    second one raises KeyboardInterrupt at once."""
+
+    def __init__(self) -> None:
+        self.signame: str | None = None
+        self._old: dict = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.signame is not None:
+            raise KeyboardInterrupt
+        self.signame = signal.Signals(signum).name
+
+    def __enter__(self) -> "_SignalFlag":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
 def fit(model: Module, loss_fn, optimizer, train, test=None, epochs: int = 1,
         batch_size: int = 64, shuffle: bool = False, seed: int = 0,
         callback: Callable | None = None, progress: bool = True,
         max_steps: int | None = None, log: Callable[[str], None] | None = print,
-        eval_batch_size: int = 1000) -> History:
+        eval_batch_size: int = 1000, checkpoint_dir: str | None = None,
+        checkpoint_every: int | None = None, resume: bool = False) -> History:
     """Train ``model`` for ``epochs`` epochs; return the history.
 
     Args:
@@ -83,6 +130,17 @@ def fit(model: Module, loss_fn, optimizer, train, test=None, epochs: int = 1,
             optimizer step, so gradients can be inspected (e.g. their norms).
         max_steps: stop after this many steps in all (for quick runs).
         log: where the per-epoch lines go (``print`` by default; None for silence).
+        checkpoint_dir: folder for ``checkpoint.npz`` (see :mod:`tinynet.serialization`),
+            written after every ``checkpoint_every`` steps, at the end of every epoch,
+            at the end of training and when SIGINT (Ctrl-C) or SIGTERM arrives; the
+            signal then raises :class:`Interrupted` once the checkpoint is written.
+        resume: continue from ``checkpoint_dir``'s checkpoint when there is one.
+
+    Resuming replays exactly: a checkpoint is taken between two steps and holds the
+    weights, the optimizer state (momentum buffers, Adam's step), the global generator
+    (dropout masks), the DataLoader's position and generator (data order), the
+    history (per-step losses included) and the current epoch's running sums, so a
+    resumed run ends with weights bit-identical to an uninterrupted one.
 
     Returns:
         a dict of lists ``epoch, train_loss, train_acc, test_loss, test_acc, seconds``,
@@ -91,64 +149,131 @@ def fit(model: Module, loss_fn, optimizer, train, test=None, epochs: int = 1,
     """
     from tqdm.auto import tqdm
 
+    from .serialization import load, restore, save
+
     device = model_device(model)
     loader = _as_loader(train, batch_size, shuffle, seed, device)
     history: History = {"epoch": [], "train_loss": [], "train_acc": [], "test_loss": [],
                         "test_acc": [], "seconds": [], "steps": [], "stopped": None}
     say = log or (lambda s: None)
     step = 0
+    first_epoch, resumed, elapsed_before = 1, None, 0.0
+    if checkpoint_every is not None and checkpoint_every <= 0:
+        raise ValueError(f"fit: checkpoint_every must be a positive number of steps, "
+                         f"got {checkpoint_every}")
+    if resume and checkpoint_dir is None:
+        raise ValueError("fit: resume=True needs checkpoint_dir")
+    ckpt_path = None if checkpoint_dir is None else os.path.join(checkpoint_dir,
+                                                                 CHECKPOINT_NAME)
+    setup = {"batch_size": loader.batch_size, "shuffle": loader.shuffle,
+             "drop_last": loader.drop_last, "samples": int(loader.images.shape[0])}
+    if resume and os.path.exists(ckpt_path):
+        ckpt = load(ckpt_path)
+        saved = ckpt.meta.get("fit_setup")
+        if saved != setup:
+            raise DataError(f"{ckpt_path}: written by a run with {saved}, but this run has "
+                            f"{setup}; use the same settings or another checkpoint_dir")
+        restore(ckpt, model, optimizer, loader)
+        history, resumed = ckpt.history, ckpt.progress
+        step, first_epoch = int(resumed["step"]), int(resumed["epoch"])
+        elapsed_before = float(resumed.get("elapsed", 0.0))
+        say(f"resumed from {ckpt_path}: epoch {first_epoch}, {step} steps done")
+        if resumed.get("finished"):
+            say(f"that run had finished ({resumed['finished']}); nothing to do")
+            return history
     start_all = time.perf_counter()
+
+    def checkpoint(epoch: int, sums: tuple, finished: str | None = None) -> str:
+        total_loss, correct, count, seconds = sums
+        state = {"epoch": epoch, "step": step, "epoch_loss": total_loss,
+                 "epoch_correct": 0 if correct is None else int(correct),
+                 "epoch_count": count, "epoch_seconds": seconds, "finished": finished,
+                 "elapsed": elapsed_before + time.perf_counter() - start_all}
+        return save(ckpt_path, model, optimizer, loader_state=loader.state_dict(),
+                    progress=state, history=history, fit_setup=setup)
+
     model.train()
-    for epoch in range(1, epochs + 1):
-        start = time.perf_counter()
-        total_loss, correct, count = 0.0, None, 0
-        bar = tqdm(loader, desc=f"epoch {epoch}/{epochs}", unit="batch", disable=not progress,
-                   leave=False, mininterval=0.5)
-        for x, t in bar:
-            y = model(_cast(x, model))
-            loss = loss_fn(y, t)
-            if not math.isfinite(loss):
-                history["stopped"] = (f"loss became {loss} at epoch {epoch}, step {step + 1}: "
-                                      f"training diverged (learning rate too large?)")
-                break
-            optimizer.zero_grad()
-            model.backward(loss_fn.backward(), input_grad=False)
-            if callback is not None:
-                callback(step, loss, model)
-            optimizer.step()
-            n = t.shape[0]
-            hits = (y.argmax(axis=1) == t).sum()
-            correct = hits if correct is None else correct + hits
-            total_loss += loss * n
-            count += n
-            step += 1
-            history["steps"].append(loss)
-            if progress and step % 50 == 0:
-                bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+    with _SignalFlag() if ckpt_path else contextlib.nullcontext() as flag:
+        def interrupted(epoch: int, sums: tuple, written: str | None = None) -> None:
+            if flag is None or flag.signame is None:
+                return
+            path = written or checkpoint(epoch, sums)
+            err = Interrupted(flag.signame, path, epoch, step)
+            say(str(err))
+            raise err
+
+        epoch = first_epoch
+        for epoch in range(first_epoch, epochs + 1):
             if max_steps is not None and step >= max_steps:
                 break
-        bar.close()
-        seconds = time.perf_counter() - start
-        if count:
-            history["epoch"].append(epoch)
-            history["train_loss"].append(total_loss / count)
-            history["train_acc"].append(100.0 * int(correct) / count)
-            history["seconds"].append(seconds)
-            if test is not None:
-                tl, ta = evaluate(model, loss_fn, test, eval_batch_size)
-            else:
-                tl, ta = float("nan"), float("nan")
-            history["test_loss"].append(tl)
-            history["test_acc"].append(ta)
-            say(f"epoch {epoch}: train loss {total_loss / count:.4f}, train acc "
-                f"{100.0 * int(correct) / count:.2f}%, test loss {tl:.4f}, test acc "
-                f"{ta:.2f}% ({seconds:.1f} s)")
-        if history["stopped"]:
-            say("stopped: " + history["stopped"])
-            break
-        if max_steps is not None and step >= max_steps:
-            break
-    history["total_seconds"] = time.perf_counter() - start_all
+            start = time.perf_counter()
+            total_loss, correct, count, seconds_before = 0.0, None, 0, 0.0
+            if resumed is not None and epoch == first_epoch:
+                total_loss = float(resumed["epoch_loss"])
+                count = int(resumed["epoch_count"])
+                correct = int(resumed["epoch_correct"]) if count else None
+                seconds_before = float(resumed["epoch_seconds"])
+            bar = tqdm(loader, desc=f"epoch {epoch}/{epochs}", unit="batch",
+                       disable=not progress, leave=False, mininterval=0.5)
+            for x, t in bar:
+                y = model(_cast(x, model))
+                loss = loss_fn(y, t)
+                if not math.isfinite(loss):
+                    history["stopped"] = (f"loss became {loss} at epoch {epoch}, step "
+                                          f"{step + 1}: training diverged (learning rate "
+                                          f"too large?)")
+                    break
+                optimizer.zero_grad()
+                model.backward(loss_fn.backward(), input_grad=False)
+                if callback is not None:
+                    callback(step, loss, model)
+                optimizer.step()
+                n = t.shape[0]
+                hits = (y.argmax(axis=1) == t).sum()
+                correct = hits if correct is None else correct + hits
+                total_loss += loss * n
+                count += n
+                step += 1
+                history["steps"].append(loss)
+                if progress and step % 50 == 0:
+                    bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+                if max_steps is not None and step >= max_steps:
+                    break
+                sums = (total_loss, correct, count,
+                        seconds_before + time.perf_counter() - start)
+                if ckpt_path and checkpoint_every and step % checkpoint_every == 0:
+                    interrupted(epoch, sums, checkpoint(epoch, sums))
+                interrupted(epoch, sums)
+            bar.close()
+            seconds = seconds_before + time.perf_counter() - start
+            if count:
+                history["epoch"].append(epoch)
+                history["train_loss"].append(total_loss / count)
+                history["train_acc"].append(100.0 * int(correct) / count)
+                history["seconds"].append(seconds)
+                if test is not None:
+                    tl, ta = evaluate(model, loss_fn, test, eval_batch_size)
+                else:
+                    tl, ta = float("nan"), float("nan")
+                history["test_loss"].append(tl)
+                history["test_acc"].append(ta)
+                say(f"epoch {epoch}: train loss {total_loss / count:.4f}, train acc "
+                    f"{100.0 * int(correct) / count:.2f}%, test loss {tl:.4f}, test acc "
+                    f"{ta:.2f}% ({seconds:.1f} s)")
+            if history["stopped"]:
+                say("stopped: " + history["stopped"])
+                break
+            if max_steps is not None and step >= max_steps:
+                break
+            if ckpt_path:  # the epoch is complete: the next one starts from zero
+                empty = (0.0, None, 0, 0.0)
+                interrupted(epoch + 1, empty, checkpoint(epoch + 1, empty))
+        history["total_seconds"] = elapsed_before + time.perf_counter() - start_all
+        if ckpt_path:
+            finished = "diverged" if history["stopped"] else \
+                "max_steps" if max_steps is not None and step >= max_steps else None
+            if finished:
+                checkpoint(epoch, (0.0, None, 0, 0.0), finished)
     return history
 
 

@@ -1,0 +1,235 @@
+"""Module and Sequential: names, state_dict, train/eval, to(), double(), parameter counts."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+import tinynet
+from tinynet import (
+    Dropout,
+    Flatten,
+    Linear,
+    Module,
+    Parameter,
+    ReLU,
+    Sequential,
+    models,
+)
+from tinynet.errors import DeviceError, StateDictError
+
+
+def _small():
+    tinynet.manual_seed(0)
+    return Sequential(Flatten(), Linear(4, 3), ReLU(), Dropout(0.2), Linear(3, 2))
+
+
+def _snapshot(model):
+    return {k: tinynet.backend.to_numpy(v).copy() for k, v in model.state_dict().items()}
+
+
+class _WithBuffer(Module):
+    """A module with a parameter and a buffer, as BatchNorm has (running_mean)."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = Parameter(np.ones(3, np.float32))
+        self.register_buffer("running_mean", np.zeros(3, np.float32))
+
+    def forward(self, x):
+        return x * self.weight.data
+
+
+# ------------------------------------------------------------------ names and counts
+@pytest.mark.parametrize("name,count", [("base", 669_706), ("wider", 1_863_690),
+                                        ("deeper", 932_362)])
+def test_count_parameters_of_the_study_mlps(name, count):
+    model = models.build(name)
+    assert tinynet.count_parameters(model) == count
+    assert models.PARAMETER_COUNTS[name] == count
+
+
+def _torch_twin(torch, widths):
+    layers = [torch.nn.Flatten()]
+    for a, b in itertools.pairwise(widths[:-1]):
+        layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
+    layers.append(torch.nn.Linear(widths[-2], widths[-1]))
+    return torch.nn.Sequential(*layers)
+
+
+@pytest.mark.parametrize("name,widths", [("base", (784, 512, 512, 10)),
+                                         ("wider", (784, 1024, 1024, 10)),
+                                         ("deeper", (784, 512, 512, 512, 10))])
+def test_named_parameters_match_torch_twin(torch, name, widths):
+    ours = [(n, p.shape) for n, p in models.build(name).named_parameters()]
+    twin = _torch_twin(torch, widths)
+    theirs = [(n, tuple(p.shape)) for n, p in twin.named_parameters()]
+    assert ours == theirs
+    assert sum(p.numel() for p in twin.parameters()) == models.PARAMETER_COUNTS[name]
+
+
+def test_names_order_and_describe():
+    model = _small()
+    assert [n for n, _ in model.named_parameters()] == ["1.weight", "1.bias", "4.weight",
+                                                        "4.bias"]
+    assert list(model.state_dict()) == ["1.weight", "1.bias", "4.weight", "4.bias"]
+    assert model[4].describe() == "Linear '4'"
+    assert [n for n, _ in model.named_modules()] == ["", "0", "1", "2", "3", "4"]
+    outer = Sequential(model, Linear(2, 2))
+    assert outer[0][4].describe() == "Linear '0.4'"
+    assert "0.4.weight" in outer.state_dict()
+
+
+def test_buffers_are_in_state_dict_not_parameters():
+    m = Sequential(_WithBuffer())
+    assert list(m.state_dict()) == ["0.weight", "0.running_mean"]
+    assert [n for n, _ in m.named_parameters()] == ["0.weight"]
+    assert [n for n, _ in m.named_buffers()] == ["0.running_mean"]
+
+
+def test_missing_super_init_is_a_clear_error():
+    class Bad(Module):
+        def __init__(self):
+            self.w = 1
+
+    with pytest.raises(AttributeError, match="super"):
+        Bad()
+
+
+# ------------------------------------------------------------------ state_dict
+def test_state_dict_round_trip():
+    a, b = _small(), _small()
+    for p in b.parameters():
+        p.data[...] = 0.5
+    saved = _snapshot(a)
+    b.load_state_dict(saved)
+    for k, v in b.state_dict().items():
+        np.testing.assert_array_equal(v, saved[k])
+        assert v.dtype == np.float32
+    # loaded arrays are copies, not aliases of the dict's arrays
+    saved["1.weight"][...] = 7.0
+    assert not np.any(b.state_dict()["1.weight"] == 7.0)
+    x = np.random.default_rng(0).normal(size=(5, 2, 2)).astype(np.float32)
+    a.eval()
+    b.eval()
+    np.testing.assert_array_equal(a(x), b(x))
+
+
+def test_load_state_dict_casts_to_the_module_dtype():
+    m = _small()
+    m.load_state_dict({k: v.astype(np.float64) for k, v in _snapshot(m).items()})
+    assert all(p.data.dtype == np.float32 for p in m.parameters())
+
+
+def test_strict_errors_name_every_bad_key_and_change_nothing():
+    m = _small()
+    before = _snapshot(m)
+    bad = dict(_snapshot(m))
+    del bad["4.bias"]
+    bad["9.weight"] = np.zeros(1)
+    bad["1.weight"] = np.zeros((4, 3), np.float32)  # transposed
+    bad["1.bias"] = np.full(3, 9.0, np.float32)  # fine, but must not be written
+    with pytest.raises(StateDictError) as info:
+        m.load_state_dict(bad)
+    msg = str(info.value)
+    assert "missing keys: 4.bias" in msg
+    assert "unexpected keys: 9.weight" in msg
+    assert "1.weight: got (4, 3), expected (3, 4)" in msg
+    for k, v in _snapshot(m).items():
+        np.testing.assert_array_equal(v, before[k])
+
+
+def test_non_strict_reports_missing_and_unexpected():
+    m = _small()
+    sd = _snapshot(m)
+    partial = {"1.weight": np.ones((3, 4), np.float32), "extra": np.zeros(2)}
+    missing, unexpected = m.load_state_dict(partial, strict=False)
+    assert missing == ["1.bias", "4.weight", "4.bias"]
+    assert unexpected == ["extra"]
+    np.testing.assert_array_equal(m.state_dict()["1.weight"], np.ones((3, 4)))
+    np.testing.assert_array_equal(m.state_dict()["4.weight"], sd["4.weight"])
+    with pytest.raises(StateDictError, match=r"1.bias: got \(2,\), expected \(3,\)"):
+        m.load_state_dict({"1.bias": np.zeros(2)}, strict=False)
+
+
+def test_load_torch_state_dict_gives_torch_outputs(torch):
+    twin = _torch_twin(torch, (12, 7, 5, 3))
+    m = models.mlp(12, (7, 5), 3)
+    m.load_state_dict(twin.state_dict())
+    x = np.random.default_rng(1).normal(size=(4, 3, 4)).astype(np.float32)
+    with torch.no_grad():
+        ref = twin(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(m(x), ref, rtol=1e-5, atol=1e-6)
+    # and back: our state_dict loads into the twin
+    twin2 = _torch_twin(torch, (12, 7, 5, 3))
+    twin2.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in m.state_dict().items()})
+    with torch.no_grad():
+        np.testing.assert_allclose(twin2(torch.from_numpy(x)).numpy(), ref, rtol=1e-6)
+
+
+def test_load_state_dict_on_every_backend(xp):
+    m = xp.to(_small())
+    src = _small()
+    for p in src.parameters():
+        p.data[...] = 0.25
+    m.load_state_dict(src.state_dict())
+    for k, v in m.state_dict().items():
+        assert tinynet.get_array_module(v) is xp.xp, k
+        np.testing.assert_array_equal(xp.asnumpy(v), np.full(v.shape, 0.25))
+
+
+# ------------------------------------------------------------------ modes, devices, dtypes
+def test_train_eval_reach_every_submodule():
+    model = Sequential(_small(), Dropout(0.5))
+    assert all(m.training for m in model.modules())
+    assert model.eval() is model
+    assert not any(m.training for m in model.modules())
+    model.train()
+    assert all(m.training for m in model.modules())
+    x = np.ones((3, 2, 2), np.float32)
+    model.eval()
+    np.testing.assert_array_equal(model(x), model(x))  # no dropout in eval
+
+
+def test_double_and_float(xp):
+    m = xp.to(_small()).double()
+    assert m.dtype == np.float64
+    assert all(p.data.dtype == np.float64 for p in m.parameters())
+    y = m(xp.asarray(np.ones((2, 2, 2))))
+    assert y.dtype == np.float64
+    m.float()
+    assert all(p.data.dtype == np.float32 for p in m.parameters())
+    # buffers are cast too, integer buffers are left alone
+    w = _WithBuffer()
+    w.register_buffer("count", np.zeros(1, np.int64))
+    w.double()
+    assert w.running_mean.dtype == np.float64 and w.count.dtype == np.int64
+
+
+def test_to_cpu_returns_numpy_and_drops_grads(xp):
+    m = xp.to(_small())
+    x = xp.asarray(np.ones((2, 2, 2), np.float32))
+    m(x)
+    m.backward(xp.asarray(np.ones((2, 2), np.float32)))
+    assert m[1].weight.grad is not None
+    m.to("cpu")
+    assert all(isinstance(p.data, np.ndarray) for p in m.parameters())
+    assert all(p.grad is None for p in m.parameters())
+
+
+def test_to_unknown_or_missing_device_is_a_clear_error():
+    with pytest.raises(DeviceError, match="unknown device 'tpu'"):
+        _small().to("tpu")
+    if not tinynet.cuda_available():
+        with pytest.raises(DeviceError, match="cuda"):
+            _small().to("cuda")
+
+
+def test_zero_grad_on_module():
+    m = _small()
+    m(np.ones((2, 2, 2), np.float32))
+    m.backward(np.ones((2, 2), np.float32))
+    m.zero_grad()
+    assert all(p.grad is None for p in m.parameters())

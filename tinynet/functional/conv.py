@@ -1,0 +1,267 @@
+"""2-D convolution by im2col + one matrix product, and col2im for the backward.
+
+Shape names: x ``(N, C, H, W)``, weight ``(O, C, KH, KW)``, bias ``(O,)``, stride
+``(SH, SW)``, padding ``(PH, PW)``, output ``(N, O, OH, OW)`` with::
+
+    OH = (H + 2 PH - KH) // SH + 1        OW = (W + 2 PW - KW) // SW + 1
+
+Layout. The arrays keep PyTorch's *logical* ``(N, C, H, W)`` shape everywhere, but the
+fast kernels here work in channels-last *memory* (NHWC): the output of
+``conv2d_forward`` is an ``(N, O, OH, OW)`` view of an ``(N, OH, OW, O)`` buffer, which is
+exactly what the matrix product produces, so no transposing copy is ever made.
+Element-wise layers (ReLU) and the pooling kernels preserve that memory order, and the
+next convolution's padding copy reads it directly. Columns are ordered ``(KH, KW, C)``
+so that one im2col row is ``KH*KW`` contiguous runs of ``C`` values. Every pass over
+memory costs about as much as the arithmetic at these sizes, so the forward is: one
+padding copy, one im2col copy, one matrix product, the bias addition; the backward:
+one matrix product for dW, a row sum for db, one product for the columns' gradient, and col2im as ``KH*KW`` strided additions (a loop over kernel taps, never
+over samples or pixels).
+
+``conv2d_naive`` and ``conv2d_backward_naive`` are the direct loop definitions the
+tests compare the fast kernels with.
+"""
+
+from __future__ import annotations
+
+import numpy
+
+from ..backend import get_array_module
+
+
+def _pair(value, name: str) -> tuple[int, int]:
+    """``3 -> (3, 3)``; ``(3, 2) -> (3, 2)``; anything else is a ValueError."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+        a, b = value
+    else:
+        a = b = value
+    try:
+        a_int, b_int = int(a), int(b)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}") from None
+    if a_int != a or b_int != b:
+        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+    return a_int, b_int
+
+
+def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    """``(size + 2 padding - kernel) // stride + 1`` (may be <= 0 for a too-small input)."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def pad_nhwc(x, padding: tuple[int, int]):
+    """Copy x ``(N, C, H, W)`` (any memory order) into a zero-padded channels-last buffer.
+
+    Returns ``(N, H + 2 PH, W + 2 PW, C)``, C-contiguous. This is the only copy of the
+    input the forward makes before im2col; when x is already channels-last in memory and
+    needs no padding it is returned as a view.
+    """
+    xp = get_array_module(x)
+    n, c, h, w = x.shape
+    ph, pw = padding
+    xt = x.transpose(0, 2, 3, 1)
+    if ph == 0 and pw == 0:
+        return xp.ascontiguousarray(xt)
+    buf = xp.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=x.dtype)
+    buf[:, ph:ph + h, pw:pw + w, :] = xt
+    return buf
+
+
+def im2col(x, kernel_size: tuple[int, int], stride: tuple[int, int],
+           padding: tuple[int, int]):
+    """Unfold every receptive field of x into one row.
+
+    Args:
+        x: ``(N, C, H, W)``.
+
+    Returns:
+        cols ``(N*OH*OW, KH*KW*C)``, C-contiguous: row ``(n, oh, ow)`` holds
+        ``xpad[n, oh*SH + i, ow*SW + j, c]`` at column ``(i*KW + j)*C + c``.
+
+    How: the padded channels-last input ``(N, HP, WP, C)`` is viewed, without copying,
+    as ``(N, OH, OW, KH, KW, C)`` with strides ``(sN, SH*sH, SW*sW, sH, sW, sC)``
+    (``as_strided``), and that view is copied once into the column matrix.
+    """
+    xp = get_array_module(x)
+    kh, kw = kernel_size
+    sh, sw = stride
+    n, c, h, w = x.shape
+    oh = conv_output_size(h, kh, sh, padding[0])
+    ow = conv_output_size(w, kw, sw, padding[1])
+    xpad = pad_nhwc(x, padding)
+    s_n, s_h, s_w, s_c = xpad.strides
+    windows = xp.lib.stride_tricks.as_strided(
+        xpad, shape=(n, oh, ow, kh, kw, c),
+        strides=(s_n, sh * s_h, sw * s_w, s_h, s_w, s_c))
+    return xp.ascontiguousarray(windows).reshape(n * oh * ow, kh * kw * c)
+
+
+def col2im(dcols, x_shape: tuple, kernel_size: tuple[int, int], stride: tuple[int, int],
+           padding: tuple[int, int]):
+    """The adjoint of ``im2col``: add every column entry back where it was read from.
+
+    Args:
+        dcols: ``(N*OH*OW, KH*KW*C)`` (columns ordered as im2col's).
+        x_shape: ``(N, C, H, W)``.
+
+    Returns:
+        dx ``(N, C, H, W)``, a view of a channels-last ``(N, H, W, C)`` buffer.
+
+    im2col copies ``xpad[n, oh*SH + i, ow*SW + j, c]`` into many rows, so its adjoint sums
+    the gradients of all copies: for each kernel tap ``(i, j)`` the slab
+    ``dcols[n, oh, ow, i, j, :]`` is added into ``dxpad[n, i::SH, j::SW, :]`` (OH x OW
+    positions). That is KH*KW vectorised strided additions; positions in the padding are
+    dropped at the end.
+    """
+    xp = get_array_module(dcols)
+    n, c, h, w = x_shape
+    kh, kw = kernel_size
+    sh, sw = stride
+    ph, pw = padding
+    oh = conv_output_size(h, kh, sh, ph)
+    ow = conv_output_size(w, kw, sw, pw)
+    d6 = dcols.reshape(n, oh, ow, kh, kw, c)
+    hp, wp = h + 2 * ph, w + 2 * pw
+    dxpad = xp.zeros((n, hp, wp, c), dtype=dcols.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            dxpad[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw, :] += d6[:, :, :, i, j, :]
+    return dxpad[:, ph:ph + h, pw:pw + w, :].transpose(0, 3, 1, 2)
+
+
+def weight_matrix(weight):
+    """Weight ``(O, C, KH, KW)`` as the ``(O, KH*KW*C)`` matrix im2col's columns need."""
+    xp = get_array_module(weight)
+    o = weight.shape[0]
+    return xp.ascontiguousarray(weight.transpose(0, 2, 3, 1)).reshape(o, -1)
+
+
+def conv2d_forward(x, weight, bias=None, stride=(1, 1), padding=(0, 0)):
+    """y = conv2d(x, weight, bias), as ``torch.nn.functional.conv2d`` (cross-correlation).
+
+    Shapes: x ``(N, C, H, W)``, weight ``(O, C, KH, KW)``, bias ``(O,)`` or None;
+    returns ``(y, cache)`` with y ``(N, O, OH, OW)`` (channels-last in memory).
+
+    Definition::
+
+        y[n, o, oh, ow] = b[o] + sum_{c, i, j} W[o, c, i, j] xpad[n, c, oh*SH + i, ow*SW + j]
+
+    With the columns ``X_col = im2col(x)`` ``(N*OH*OW, K)``, ``K = KH*KW*C`` and the
+    weight as a matrix ``W_mat`` ``(O, K)`` (same column order) the sum is one product::
+
+        Y = X_col @ W_mat^T        (N*OH*OW, O) = (N, OH, OW, O) channels-last
+
+    plus the bias broadcast over the rows. (Folding the bias into the product as a column
+    of ones was measured slower: a row length of K + 1 costs the BLAS more than the
+    separate addition.)
+    cache = (cols, W_mat, x.shape, kernel, stride, padding, has_bias).
+    """
+    xp = get_array_module(x)
+    stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
+    o, c, kh, kw = weight.shape
+    n, _, h, w = x.shape
+    oh = conv_output_size(h, kh, stride[0], padding[0])
+    ow = conv_output_size(w, kw, stride[1], padding[1])
+    cols = im2col(x, (kh, kw), stride, padding)
+    wmat = weight_matrix(weight)
+    y = xp.matmul(cols, wmat.T)
+    if bias is not None:
+        y += bias
+    y = y.reshape(n, oh, ow, o).transpose(0, 3, 1, 2)
+    cache = (cols, wmat, tuple(x.shape), (kh, kw), stride, padding, bias is not None)
+    return y, cache
+
+
+def conv2d_backward(dy, cache, input_grad: bool = True, dw_out=None):
+    """Gradients of ``conv2d_forward``.
+
+    Args:
+        dy: dL/dy ``(N, O, OH, OW)`` (any memory order; never written).
+        cache: from ``conv2d_forward``.
+        input_grad: compute dx (False skips the col2im, e.g. for a first layer).
+        dw_out: optional ``(O, C, KH, KW)`` array to write dW into.
+
+    Returns:
+        ``(dx, dW, db)``: dx ``(N, C, H, W)`` or None, dW ``(O, C, KH, KW)``, db ``(O,)``
+        or None.
+
+    Derivation, with ``dY = dy`` as ``(N*OH*OW, O)`` (channels-last rows) and
+    ``Y = X_col @ W_mat^T + b``::
+
+        dL/dW_mat = dY^T @ X_col        (O, K): every output row used W_mat
+        dL/db     = sum over rows of dY (O,)
+        dL/dX_col = dY @ W_mat          (N*OH*OW, K): each column entry is a copy of
+                                        one xpad element
+        dL/dx     = col2im(dL/dX_col)   sums the gradients of all copies of an element
+    """
+    xp = get_array_module(dy)
+    cols, wmat, x_shape, kernel, stride, padding, has_bias = cache
+    n, c, h, w = x_shape
+    kh, kw = kernel
+    o = wmat.shape[0]
+    dy2 = dy.transpose(0, 2, 3, 1).reshape(-1, o)   # a view when dy is channels-last
+    dwmat = xp.matmul(dy2.T, cols)                   # (O, K)
+    dw4 = dwmat.reshape(o, kh, kw, c).transpose(0, 3, 1, 2)
+    if dw_out is not None:
+        dw_out[...] = dw4
+        dw = dw_out
+    else:
+        dw = xp.ascontiguousarray(dw4)
+    db = dy2.sum(axis=0) if has_bias else None
+    dx = None
+    if input_grad:
+        dcols = xp.matmul(dy2, wmat)                  # (N*OH*OW, K)
+        dx = col2im(dcols, x_shape, kernel, stride, padding)
+    return dx, dw, db
+
+
+# ----------------------------------------------------------------------- references
+def conv2d_naive(x, weight, bias=None, stride=(1, 1), padding=(0, 0)):
+    """The definition, by loops over output positions (tests only; NumPy, float64 is fine).
+
+    ``y[n, o, oh, ow] = b[o] + sum_{c,i,j} W[o, c, i, j] xpad[n, c, oh*SH + i, ow*SW + j]``
+    """
+    x, weight = numpy.asarray(x), numpy.asarray(weight)
+    (sh, sw), (ph, pw) = _pair(stride, "stride"), _pair(padding, "padding")
+    n, c, h, w = x.shape
+    o, _, kh, kw = weight.shape
+    xpad = numpy.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    oh = conv_output_size(h, kh, sh, ph)
+    ow = conv_output_size(w, kw, sw, pw)
+    y = numpy.zeros((n, o, oh, ow), dtype=x.dtype)
+    for a in range(oh):
+        for b in range(ow):
+            patch = xpad[:, :, a * sh:a * sh + kh, b * sw:b * sw + kw]  # (N, C, KH, KW)
+            for oc in range(o):
+                y[:, oc, a, b] = (patch * weight[oc]).sum(axis=(1, 2, 3))
+    if bias is not None:
+        y += numpy.asarray(bias).reshape(1, o, 1, 1)
+    return y
+
+
+def conv2d_backward_naive(dy, x, weight, stride=(1, 1), padding=(0, 0)):
+    """dx, dW, db of the definition, by the same loops (tests only).
+
+    For each output position (oh, ow) the patch ``xpad[:, :, oh*SH:+KH, ow*SW:+KW]``
+    contributed ``sum W * patch``, so it receives ``dy[:, o, oh, ow] * W[o]`` and W
+    receives ``dy[:, o, oh, ow] * patch``; db[o] = sum of dy[:, o].
+    """
+    dy, x, weight = numpy.asarray(dy), numpy.asarray(x), numpy.asarray(weight)
+    (sh, sw), (ph, pw) = _pair(stride, "stride"), _pair(padding, "padding")
+    n, c, h, w = x.shape
+    o, _, kh, kw = weight.shape
+    xpad = numpy.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    dxpad = numpy.zeros_like(xpad)
+    dw = numpy.zeros_like(weight)
+    oh, ow = dy.shape[2], dy.shape[3]
+    for a in range(oh):
+        for b in range(ow):
+            patch = xpad[:, :, a * sh:a * sh + kh, b * sw:b * sw + kw]
+            for oc in range(o):
+                g = dy[:, oc, a, b].reshape(n, 1, 1, 1)
+                dxpad[:, :, a * sh:a * sh + kh, b * sw:b * sw + kw] += g * weight[oc]
+                dw[oc] += (g * patch).sum(axis=0)
+    dx = dxpad[:, :, ph:ph + h, pw:pw + w]
+    db = dy.sum(axis=(0, 2, 3))
+    return dx, dw, db

@@ -1,0 +1,206 @@
+"""BatchNorm1d and BatchNorm2d, as ``torch.nn.BatchNorm1d`` / ``torch.nn.BatchNorm2d``."""
+
+from __future__ import annotations
+
+import numpy
+
+from ..backend import get_array_module
+from ..checks import check_finite, checks_enabled
+from ..errors import DTypeError, ShapeError
+from ..module import Module
+from ..parameter import Parameter
+
+
+class _BatchNorm(Module):
+    """Batch normalisation over every axis but the channel axis 1.
+
+    Shapes: x ``(N, C, *S)``; ``M = N * prod(S)`` values per channel; gamma = ``weight``
+    ``(C,)``, beta = ``bias`` ``(C,)``; buffers ``running_mean``, ``running_var`` ``(C,)``
+    and ``num_batches_tracked`` (int64 scalar), as PyTorch's state_dict.
+
+    Train mode, per channel c (sums over the M values of that channel)::
+
+        mu = (1/M) sum x               var = (1/M) sum (x - mu)^2     (biased)
+        xhat = (x - mu) / sqrt(var + eps)        y = gamma * xhat + beta
+        running_mean <- (1 - momentum) running_mean + momentum mu
+        running_var  <- (1 - momentum) running_var  + momentum var * M / (M - 1)  (unbiased)
+
+    (``momentum=None`` gives the cumulative average, factor 1/num_batches_tracked.)
+    Eval mode uses the running statistics instead of mu and var.
+
+    Backward, train mode. y depends on x directly and through mu and var. With
+    ``g = dL/dxhat = gamma * dy`` and ``s = 1/sqrt(var + eps)``::
+
+        dxhat/dx_k, through mu:   -s/M;   through var: dvar/dx_k = 2 (x_k - mu)/M, and
+        d xhat_m / d var = -(x_m - mu) s^3 / 2 = -xhat_m s^2 / 2, so
+        dL/dx_k = s (g_k - (1/M) sum_m g_m - xhat_k (1/M) sum_m g_m xhat_m)
+
+    and since ``sum g = gamma dbeta`` and ``sum g xhat = gamma dgamma``, the compact
+    three-term form used here is::
+
+        dbeta  = sum dy               dgamma = sum dy * xhat
+        dx     = (gamma s) * (dy - dbeta / M - xhat * dgamma / M)
+
+    Eval mode: ``dx = dy * gamma / sqrt(running_var + eps)`` (the statistics are
+    constants). The cache is xhat and s (and gamma), nothing else.
+    """
+
+    _expected = ""
+    _ndims: tuple = ()
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
+                 affine: bool = True, track_running_stats: bool = True,
+                 dtype: str = "float32") -> None:
+        super().__init__()
+        if int(num_features) <= 0:
+            raise ValueError(f"{type(self).__name__} needs num_features > 0, got {num_features}")
+        self.num_features = int(num_features)
+        self.eps = float(eps)
+        self.momentum = None if momentum is None else float(momentum)
+        self.affine = bool(affine)
+        self.track_running_stats = bool(track_running_stats)
+        if self.affine:
+            self.weight = Parameter(numpy.ones((num_features,), dtype=dtype))
+            self.bias = Parameter(numpy.zeros((num_features,), dtype=dtype))
+        else:
+            self.weight = None
+            self.bias = None
+        if self.track_running_stats:
+            self.register_buffer("running_mean", numpy.zeros((num_features,), dtype=dtype))
+            self.register_buffer("running_var", numpy.ones((num_features,), dtype=dtype))
+            self.register_buffer("num_batches_tracked", numpy.zeros((), dtype=numpy.int64))
+        else:
+            self.running_mean = self.running_var = self.num_batches_tracked = None
+        self._dtype = numpy.dtype(dtype)
+        self._cache = None
+
+    def reset_running_stats(self) -> None:
+        if self.track_running_stats:
+            self.running_mean[...] = 0
+            self.running_var[...] = 1
+            self.num_batches_tracked[...] = 0
+
+    def reset_parameters(self) -> None:
+        self.reset_running_stats()
+        if self.affine:
+            self.weight.data[...] = 1
+            self.bias.data[...] = 0
+
+    def _check(self, x):
+        shape = getattr(x, "shape", None)
+        if shape is None or len(shape) not in self._ndims or shape[1] != self.num_features:
+            got = tuple(shape) if shape is not None else type(x).__name__
+            raise ShapeError(f"{self.describe()}: got input of shape {got}, expected "
+                             f"{self._expected.format(C=self.num_features)}")
+        dtype = self.weight.data.dtype if self.affine else (
+            self.running_mean.dtype if self.track_running_stats else x.dtype)
+        if x.dtype != dtype or x.dtype.kind != "f":
+            raise DTypeError(f"{self.describe()}: got {x.dtype} input, expected {dtype} "
+                             f"(the layer's dtype; cast the input or the model)")
+        if checks_enabled():
+            check_finite(x, self.describe())
+
+    def _shape(self, x):
+        return (1, self.num_features) + (1,) * (x.ndim - 2)
+
+    def forward(self, x):
+        self._check(x)
+        xp = get_array_module(x)
+        axes = (0,) + tuple(range(2, x.ndim))
+        bshape = self._shape(x)
+        m = x.size // self.num_features
+        use_batch = self.training or not self.track_running_stats
+        if use_batch:
+            if m <= 1:
+                raise ShapeError(f"{self.describe()}: expected more than 1 value per channel "
+                                 f"when training, got input of shape {tuple(x.shape)}")
+            mean = x.mean(axis=axes)
+            xc = x - mean.reshape(bshape)
+            var = xp.mean(xc * xc, axis=axes)
+            inv_std = 1.0 / xp.sqrt(var + x.dtype.type(self.eps))
+            xhat = xc
+            xhat *= inv_std.reshape(bshape)
+            if self.training and self.track_running_stats:
+                self._update_running(mean, var, m)
+        else:
+            inv_std = 1.0 / xp.sqrt(self.running_var + x.dtype.type(self.eps))
+            xhat = (x - self.running_mean.reshape(bshape)) * inv_std.reshape(bshape)
+        if self.affine:
+            scale = self.weight.data.reshape(bshape)
+            y = xhat * scale
+            y += self.bias.data.reshape(bshape)
+        else:
+            y = xhat.copy()
+        self._cache = (xhat, inv_std, use_batch, tuple(x.shape))
+        return y
+
+    def _update_running(self, mean, var, m: int) -> None:
+        self.num_batches_tracked += 1
+        if self.momentum is None:
+            factor = 1.0 / float(self.num_batches_tracked)
+        else:
+            factor = self.momentum
+        dt = self.running_mean.dtype.type
+        self.running_mean *= dt(1.0 - factor)
+        self.running_mean += dt(factor) * mean
+        self.running_var *= dt(1.0 - factor)
+        self.running_var += dt(factor * m / (m - 1)) * var
+
+    def backward(self, dy, input_grad: bool = True):
+        if self._cache is None:
+            raise RuntimeError(f"{self.describe()}: backward called before forward")
+        xhat, inv_std, use_batch, x_shape = self._cache
+        if tuple(getattr(dy, "shape", ())) != x_shape:
+            raise ShapeError(f"{self.describe()}: got gradient of shape "
+                             f"{tuple(getattr(dy, 'shape', ()))}, expected {x_shape}")
+        if checks_enabled():
+            check_finite(dy, self.describe(), "gradient")
+        xp = get_array_module(dy)
+        axes = (0,) + tuple(range(2, dy.ndim))
+        bshape = self._shape(dy)
+        need_stats = self.affine or (use_batch and input_grad)
+        if need_stats:
+            dbeta = dy.sum(axis=axes)
+            dgamma = (dy * xhat).sum(axis=axes)
+        if self.affine:
+            self.weight.accumulate(dgamma)
+            self.bias.accumulate(dbeta)
+        if not input_grad:
+            return None
+        gamma = self.weight.data if self.affine else xp.ones_like(inv_std)
+        k = (gamma * inv_std).reshape(bshape)
+        if not use_batch:
+            return dy * k
+        m = dy.size // self.num_features
+        inv_m = dy.dtype.type(1.0 / m)
+        dx = xhat * (dgamma * inv_m).reshape(bshape)
+        xp.subtract(dy, dx, out=dx)
+        dx -= (dbeta * inv_m).reshape(bshape)
+        dx *= k
+        return dx
+
+    def extra_repr(self) -> str:
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+                f"affine={self.affine}, track_running_stats={self.track_running_stats}")
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch normalisation of ``(N, C)`` or ``(N, C, L)`` inputs (statistics per C).
+
+    ``BatchNorm1d(num_features, eps=1e-5, momentum=0.1, affine=True,
+    track_running_stats=True)``; the maths is in ``_BatchNorm``'s docstring.
+    """
+
+    _expected = "(N, {C}) or (N, {C}, L)"
+    _ndims = (2, 3)
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch normalisation of ``(N, C, H, W)`` inputs (statistics per C over N, H, W).
+
+    ``BatchNorm2d(num_features, eps=1e-5, momentum=0.1, affine=True,
+    track_running_stats=True)``; the maths is in ``_BatchNorm``'s docstring.
+    """
+
+    _expected = "(N, {C}, H, W)"
+    _ndims = (4,)

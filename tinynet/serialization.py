@@ -195,6 +195,8 @@ def _read_npy(data: bytes, name: str) -> numpy.ndarray:
 def _read_members(path: str, max_bytes: int) -> dict[str, numpy.ndarray]:
     try:
         size = os.path.getsize(path)
+    except FileNotFoundError as e:
+        raise DataError(f"{path}: checkpoint not found") from e
     except OSError as e:
         raise DataError(f"{path}: cannot read checkpoint: {e.strerror or e}") from e
     with open(path, "rb") as f:

@@ -105,5 +105,5 @@ class DataLoader:
 
     def load_state_dict(self, state: dict) -> None:
         self._epoch_state = state["epoch_state"]
-        self._resume_position = int(state["position"])
+        self._resume_position = self._position = int(state["position"])
         self.generator.bit_generator.state = state["epoch_state"]

@@ -1,0 +1,383 @@
+"""tinynet.save / load / restore: round trips, architecture mismatches, atomic writes,
+the DataLoader's resume state and the ``tinynet train --resume`` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+
+import tinynet
+from tinynet import (SGD, Adam, CrossEntropyLoss, DataError, Dropout, Flatten, Linear, ReLU,
+                     Sequential, StateDictError)
+from tinynet.data.loader import DataLoader
+from tinynet.serialization import HEADER_KEY, Checkpoint, restore
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _mlp(hidden: int = 6) -> Sequential:
+    return Sequential(Flatten(), Linear(12, hidden), ReLU(), Dropout(0.2), Linear(hidden, 3))
+
+
+def _train_steps(model, opt, steps: int = 3, seed: int = 0, to=lambda a: a) -> None:
+    rng = np.random.default_rng(seed)
+    loss_fn = CrossEntropyLoss()
+    for _ in range(steps):
+        x = to(rng.standard_normal((5, 3, 4)).astype(model.dtype))
+        t = to(rng.integers(0, 3, 5))
+        y = model(x)
+        loss_fn(y, t)
+        opt.zero_grad()
+        model.backward(loss_fn.backward(), input_grad=False)
+        opt.step()
+
+
+def _host(a) -> np.ndarray:
+    return tinynet.backend.to_numpy(a)
+
+
+def _snapshot(model, opt=None) -> dict:
+    snap = {f"m/{k}": _host(v).copy() for k, v in model.state_dict().items()}
+    if opt is not None:
+        for i, st in opt.state.items():
+            for name, v in st.items():
+                snap[f"o/{i}/{name}"] = _host(v).copy() if hasattr(v, "shape") else v
+    return snap
+
+
+def _assert_same(a: dict, b: dict) -> None:
+    assert sorted(a) == sorted(b)
+    for k in a:
+        if isinstance(a[k], np.ndarray):
+            assert a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]), k
+        else:
+            assert a[k] == b[k], k
+
+
+@pytest.mark.parametrize("make_opt", [
+    lambda p: SGD(p, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3),
+    lambda p: Adam(p, lr=0.01, betas=(0.8, 0.99), eps=1e-6),
+], ids=["sgd-nesterov", "adam"])
+def test_round_trip_restores_model_optimizer_and_rng(tmp_path, xp, make_opt):
+    tinynet.manual_seed(1)
+    model = xp.to(_mlp())
+    opt = make_opt(list(model.parameters()))
+    _train_steps(model, opt, to=xp.asarray)
+    path = tmp_path / "ck.npz"
+    tinynet.save(path, model, opt, note="first", config={"lr": 0.1})
+    rng_after_save = tinynet.random.default_generator().random(4)
+    saved = _snapshot(model, opt)
+
+    ckpt = tinynet.load(path)
+    assert isinstance(ckpt, Checkpoint) and ckpt.version == 1
+    assert ckpt.meta == {"note": "first", "config": {"lr": 0.1}}
+    assert list(ckpt.model_state) == list(model.state_dict())
+    assert all(isinstance(v, np.ndarray) for v in ckpt.model_state.values())
+
+    tinynet.manual_seed(99)  # a different model, optimizer and generator
+    other = xp.to(_mlp())
+    other_opt = make_opt(list(other.parameters()))
+    _train_steps(other, other_opt, steps=1, seed=7, to=xp.asarray)
+    restore(path, other, other_opt)
+    _assert_same(_snapshot(other, other_opt), saved)
+    assert other_opt.param_groups[0].keys() == opt.param_groups[0].keys()
+    for k, v in opt.param_groups[0].items():
+        if k != "params":
+            assert other_opt.param_groups[0][k] == v, k
+    # The global generator continues exactly where it stood when saved.
+    assert np.array_equal(tinynet.random.default_generator().random(4), rng_after_save)
+    # And training on from both (dropout masks from the same generator state) gives
+    # the same weights.
+    state = tinynet.random.get_rng_state()
+    _train_steps(model, opt, seed=3, to=xp.asarray)
+    tinynet.random.set_rng_state(state)
+    _train_steps(other, other_opt, seed=3, to=xp.asarray)
+    assert np.array_equal(_host(model[1].weight.data), _host(other[1].weight.data))
+
+
+def test_load_state_dict_from_checkpoint_by_hand(tmp_path):
+    model = _mlp()
+    opt = SGD(model.parameters(), lr=0.1, momentum=0.5)
+    _train_steps(model, opt)
+    tinynet.save(tmp_path / "ck.npz", model, opt)
+    ckpt = tinynet.load(tmp_path / "ck.npz")
+    fresh = _mlp()
+    fresh_opt = SGD(fresh.parameters(), lr=0.3)
+    fresh.load_state_dict(ckpt["model_state"])
+    fresh_opt.load_state_dict(ckpt.optimizer_state)
+    _assert_same(_snapshot(fresh, fresh_opt), _snapshot(model, opt))
+    assert fresh_opt.param_groups[0]["momentum"] == 0.5
+
+
+def test_model_only_checkpoint_has_no_optimizer(tmp_path):
+    model = _mlp()
+    tinynet.save(tmp_path / "m.npz", model, rng_state=None)
+    ckpt = tinynet.load(tmp_path / "m.npz")
+    assert ckpt.optimizer_state is None and ckpt.rng_state is None
+    with pytest.raises(StateDictError, match="no optimizer state"):
+        restore(ckpt, _mlp(), SGD(_mlp().parameters(), lr=0.1))
+
+
+def test_other_architecture_lists_keys_and_shapes_and_changes_nothing(tmp_path):
+    model = _mlp(hidden=6)
+    opt = SGD(model.parameters(), lr=0.1, momentum=0.9)
+    _train_steps(model, opt)
+    path = tmp_path / "ck.npz"
+    tinynet.save(path, model, opt)
+
+    wider = _mlp(hidden=8)
+    wider_opt = SGD(wider.parameters(), lr=0.1, momentum=0.9)
+    _train_steps(wider, wider_opt)
+    before = _snapshot(wider, wider_opt)
+    rng_before = tinynet.random.get_rng_state()
+    with pytest.raises(StateDictError) as e:
+        restore(path, wider, wider_opt)
+    msg = str(e.value)
+    assert str(path) in msg
+    assert "1.weight: got (6, 12), expected (8, 12)" in msg
+    assert "4.weight: got (3, 6), expected (3, 8)" in msg
+    _assert_same(_snapshot(wider, wider_opt), before)
+    assert tinynet.random.get_rng_state() == rng_before
+
+    deeper = Sequential(Flatten(), Linear(12, 6), ReLU(), Dropout(0.2), Linear(6, 3),
+                        ReLU(), Linear(3, 3))
+    with pytest.raises(StateDictError, match=r"missing keys: 6\.weight, 6\.bias"):
+        restore(path, deeper)
+
+
+def test_optimizer_mismatch_leaves_the_model_unchanged(tmp_path):
+    model = _mlp()
+    opt = SGD(model.parameters(), lr=0.1, momentum=0.9)
+    _train_steps(model, opt)
+    path = tmp_path / "ck.npz"
+    tinynet.save(path, model, opt)
+    target = _mlp()
+    params = list(target.parameters())
+    target_opt = SGD(params[:2], lr=0.1)  # only the first layer: other group size
+    before = _snapshot(target, target_opt)
+    with pytest.raises(StateDictError, match="groups of sizes"):
+        restore(path, target, target_opt)
+    _assert_same(_snapshot(target, target_opt), before)
+
+
+def test_save_is_atomic_when_the_write_fails_midway(tmp_path, monkeypatch):
+    model = _mlp()
+    path = tmp_path / "ck.npz"
+    tinynet.save(path, model, epoch=1)
+    good = path.read_bytes()
+
+    real_savez = np.savez
+
+    def crash_midway(f, **arrays):
+        real_savez(f, **arrays)           # the data reach the temporary file ...
+        f.truncate(f.tell() // 2)         # ... half of it, then the process "dies"
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(np, "savez", crash_midway)
+    _train_steps(model, SGD(model.parameters(), lr=0.1))
+    with pytest.raises(OSError, match="simulated"):
+        tinynet.save(path, model, epoch=2)
+    assert path.read_bytes() == good
+    assert tinynet.load(path).meta == {"epoch": 1}
+    assert os.listdir(tmp_path) == ["ck.npz"]  # no temporary file left behind
+
+
+def test_save_rejects_what_would_need_pickle(tmp_path):
+    model = _mlp()
+    with pytest.raises(TypeError, match="cannot store set"):
+        tinynet.save(tmp_path / "a.npz", model, tags={1, 2})
+    model.register_buffer("names", np.array(["a", "b"], dtype=object))
+    with pytest.raises(TypeError, match="dtype object"):
+        tinynet.save(tmp_path / "b.npz", model)
+    assert not os.listdir(tmp_path)
+
+
+def test_missing_file_and_plain_npy_are_data_errors(tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        tinynet.load(tmp_path / "nothing.npz")
+    np.save(tmp_path / "w.npy", np.zeros(3))
+    with pytest.raises(DataError, match=r"w\.npy.*single \.npy array"):
+        tinynet.load(tmp_path / "w.npy")
+    np.savez(tmp_path / "plain.npz", w=np.zeros(3))
+    with pytest.raises(DataError, match=f"plain.npz.*no '{HEADER_KEY}' member"):
+        tinynet.load(tmp_path / "plain.npz")
+
+
+def test_checkpoint_is_a_plain_npz_without_pickle(tmp_path):
+    model = _mlp()
+    opt = Adam(model.parameters())
+    _train_steps(model, opt)
+    path = tmp_path / "ck.npz"
+    tinynet.save(path, model, opt)
+    with np.load(path, allow_pickle=False) as z:  # numpy itself reads it without pickle
+        assert "model/1.weight" in z.files and "optimizer/0/exp_avg" in z.files
+        header = json.loads(z[HEADER_KEY].tobytes())
+    assert header["format"] == "tinynet-checkpoint"
+    assert header["optimizer"]["state"]["0"]["step"] == {"value": 3}
+    with zipfile.ZipFile(path) as zf:
+        assert all(n.endswith(".npy") for n in zf.namelist())
+
+
+def test_newer_format_version_is_refused(tmp_path):
+    model = _mlp()
+    path = tmp_path / "ck.npz"
+    tinynet.save(path, model)
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    header = json.loads(arrays[HEADER_KEY].tobytes())
+    header["version"] = 99
+    arrays[HEADER_KEY] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    np.savez(path, **arrays)
+    with pytest.raises(DataError, match="format version 99.*newer tinynet"):
+        tinynet.load(path)
+
+
+# ----------------------------------------------------------------- DataLoader state
+def _batches(loader, count=None):
+    out = []
+    for i, (x, y) in enumerate(loader):
+        if count is not None and i >= count:
+            break
+        out.append((x.copy(), y.copy()))
+    return out
+
+
+@pytest.mark.parametrize("stop_after", [0, 1, 4, 5])
+def test_loader_state_dict_resumes_the_same_order(stop_after):
+    images = np.arange(23 * 2 * 2, dtype=np.uint8).reshape(23, 2, 2)
+    labels = np.arange(23)
+    ref = DataLoader(images, labels, batch_size=5, shuffle=True, seed=4)
+    epochs_ref = [_batches(ref) for _ in range(3)]
+
+    run = DataLoader(images, labels, batch_size=5, shuffle=True, seed=4)
+    _batches(run)                       # epoch 1
+    it = iter(run)
+    for _ in range(stop_after):         # part of epoch 2
+        next(it)
+    state = json.loads(json.dumps(run.state_dict()))  # survives JSON, as in a checkpoint
+
+    resumed = DataLoader(images, labels, batch_size=5, shuffle=True, seed=123)
+    resumed.load_state_dict(state)
+    assert resumed.state_dict()["position"] == state["position"]
+    rest = _batches(resumed)
+    assert len(rest) == 5 - stop_after
+    for (xa, ya), (xb, yb) in zip(rest, epochs_ref[1][stop_after:]):
+        assert np.array_equal(ya, yb) and np.array_equal(xa, xb)
+    third = _batches(resumed)
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(third, epochs_ref[2]))
+
+
+# ----------------------------------------------------------------- fit and the CLI
+def test_fit_resume_in_process_matches_uninterrupted(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (60, 3, 4), dtype=np.uint8)
+    labels = rng.integers(0, 3, 60)
+
+    def run(ckdir=None, max_steps=None, resume=False):
+        tinynet.manual_seed(2)
+        model = _mlp()
+        opt = SGD(model.parameters(), lr=0.1, momentum=0.9)
+        h = tinynet.fit(model, CrossEntropyLoss(), opt, (images, labels), epochs=3,
+                        batch_size=8, shuffle=True, seed=1, progress=False, log=None,
+                        max_steps=max_steps, checkpoint_dir=ckdir, checkpoint_every=3,
+                        resume=resume)
+        return model, h
+
+    ref, h_ref = run()
+    ck = tmp_path / "ck"
+    _, h_part = run(ck, max_steps=11)
+    assert len(h_part["steps"]) == 11
+    assert tinynet.load(ck / "checkpoint.npz").progress["finished"] == "max_steps"
+    # A finished checkpoint is not continued: write a mid-run one by stopping at 10
+    # through a periodic save (steps 3, 6, 9) and resuming from it.
+    (ck / "checkpoint.npz").unlink()
+    run(ck, max_steps=10)
+    ckpt = tinynet.load(ck / "checkpoint.npz")
+    assert ckpt.progress["step"] == 10
+    ckpt_state = ckpt.model_state
+    (ck / "checkpoint.npz").unlink()
+    model, h = run(ck)  # full run, checkpoints on the way
+    assert h["steps"] == h_ref["steps"]
+    assert np.array_equal(model[1].weight.data, ref[1].weight.data)
+    assert not np.array_equal(ckpt_state["1.weight"], ref[1].weight.data)
+
+
+def test_fit_resume_refuses_other_settings(tmp_path):
+    images = np.zeros((20, 3, 4), np.uint8)
+    labels = np.zeros(20, np.int64)
+    model = _mlp()
+    opt = SGD(model.parameters(), lr=0.1)
+    kw = dict(epochs=1, progress=False, log=None, checkpoint_dir=tmp_path, resume=True)
+    tinynet.fit(model, CrossEntropyLoss(), opt, (images, labels), batch_size=8, **kw)
+    with pytest.raises(DataError, match="'batch_size': 8.*'batch_size': 4"):
+        tinynet.fit(model, CrossEntropyLoss(), opt, (images, labels), batch_size=4, **kw)
+    with pytest.raises(ValueError, match="needs checkpoint_dir"):
+        tinynet.fit(model, CrossEntropyLoss(), opt, (images, labels), resume=True)
+
+
+CLI_CHILD = r'''
+import os, signal, sys
+import numpy as np
+import tinynet
+import tinynet.cli
+from tinynet.data import datasets
+
+def reader(folder, split):
+    rng = np.random.default_rng(0 if split == "train" else 1)
+    n = 192 if split == "train" else 64
+    images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+    return images, (images[:, 14, :10].argmax(axis=1)).astype(np.int64)
+
+datasets.register(datasets.DatasetInfo(name="tiny", files={"train": [], "test": []},
+                                       md5={}, mirrors=[], reader=reader))
+kill_at = int(os.environ.get("KILL_AT", "-1"))
+calls = [0]
+real_step = tinynet.SGD.step
+def step(self):
+    real_step(self)
+    calls[0] += 1
+    if calls[0] == kill_at:
+        os.kill(os.getpid(), signal.SIGTERM)
+tinynet.SGD.step = step
+sys.exit(tinynet.cli.main(["train", "--data", "tiny", "--data-root", sys.argv[1]] + sys.argv[2:]))
+'''
+
+
+def test_cli_train_resume_after_sigterm(tmp_path):
+    script = tmp_path / "cli_child.py"
+    script.write_text(CLI_CHILD)
+    env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
+               MKL_NUM_THREADS="1", MPLBACKEND="Agg")
+    common = ["--epochs", "2", "--momentum", "0.9", "--shuffle", "--batch-size", "32",
+              "--checkpoint-every", "4", "--no-progress"]
+
+    def cli(out, *extra, kill_at=-1):
+        return subprocess.run(
+            [sys.executable, str(script), str(tmp_path), "--out", str(tmp_path / out),
+             *common, *extra], capture_output=True, text=True, timeout=300,
+            env=dict(env, KILL_AT=str(kill_at)))
+
+    r = cli("ref")
+    assert r.returncode == 0, r.stderr
+    r = cli("run", kill_at=7)
+    assert r.returncode == 143, (r.stdout, r.stderr)
+    ck = tmp_path / "run" / "checkpoints" / "checkpoint.npz"
+    assert f"checkpoint written to {ck}" in r.stdout
+    assert not (tmp_path / "run" / "history.json").exists()
+    r = cli("run", "--resume")
+    assert r.returncode == 0, r.stderr
+    assert "7 steps done" in r.stdout
+    a = tinynet.load(tmp_path / "ref" / "checkpoints" / "checkpoint.npz")
+    b = tinynet.load(ck)
+    for k in a.model_state:
+        assert np.array_equal(a.model_state[k], b.model_state[k]), k
+    ha = json.loads((tmp_path / "ref" / "history.json").read_text())
+    hb = json.loads((tmp_path / "run" / "history.json").read_text())
+    for k in ("steps", "train_loss", "train_acc", "test_loss", "test_acc"):
+        assert ha[k] == hb[k], k

@@ -113,7 +113,7 @@ def write_cifar_archive(folder: str, sizes=(4, 3, 5, 2, 3), test_size: int = 4,
     members["cifar-10-batches-py/test_batch"] = writer(data, labels, b"testing batch 1 of 1")
     members["cifar-10-batches-py/readme.html"] = b"<html></html>"
     write_tar(os.path.join(folder, cifar.ARCHIVE), members)
-    train = (np.concatenate([d for d, _ in parts]), sum((lab for _, lab in parts), []))
+    train = (np.concatenate([d for d, _ in parts]), [v for _, lab in parts for v in lab])
     return train, (data, labels)
 
 

@@ -29,7 +29,7 @@ import os
 import posixpath
 import tarfile
 import zlib
-from typing import Iterator
+from collections.abc import Iterator
 
 from ..errors import DataError
 
@@ -45,6 +45,10 @@ try:  # pragma: no cover - depends on how Python was built
     _CORRUPT += (lzma.LZMAError,)
 except ImportError:  # pragma: no cover
     pass
+
+
+# tarfile.FilterError exists where the "data" filter does (Python >= 3.11.4)
+_FILTER_ERRORS = (tarfile.FilterError,) if hasattr(tarfile, "FilterError") else ()
 
 
 def normalize_name(name: str, archive: str) -> str:
@@ -252,7 +256,7 @@ def safe_extract(path: str, dest: str, max_member_bytes: int = MAX_MEMBER_BYTES,
                                     f"has no tarfile data filter to extract links safely")
     except DataError:
         raise
-    except (tarfile.FilterError if hasattr(tarfile, "FilterError") else ()) as e:
+    except _FILTER_ERRORS as e:
         raise DataError(f"{path}: unsafe member refused by tarfile's data filter "
                         f"({_why(e)})") from None
     except _CORRUPT as e:
@@ -260,4 +264,4 @@ def safe_extract(path: str, dest: str, max_member_bytes: int = MAX_MEMBER_BYTES,
     return names
 
 
-__all__ = ["safe_extract", "iter_files", "open_archive", "normalize_name", "MemberChecker"]
+__all__ = ["MemberChecker", "iter_files", "normalize_name", "open_archive", "safe_extract"]

@@ -154,4 +154,4 @@ register(DatasetInfo(
     alternatives={ARCHIVE: [f"{FOLDER}/batches.meta"]},
 ))
 
-__all__ = ["read_cifar10", "read_batch_bytes", "parse_batch", "CLASSES"]
+__all__ = ["CLASSES", "parse_batch", "read_batch_bytes", "read_cifar10"]

@@ -344,5 +344,5 @@ register(DatasetInfo(
     classes=list(CIFAR10_CLASSES),
 ))
 
-__all__ = ["ImageFolder", "read_image_folder", "decode_image", "read_cifar10_jpeg",
-           "IMG_EXTENSIONS"]
+__all__ = ["IMG_EXTENSIONS", "ImageFolder", "decode_image", "read_cifar10_jpeg",
+           "read_image_folder"]

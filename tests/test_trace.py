@@ -200,3 +200,21 @@ def test_cli_other_models_once_their_layers_exist(name, capsys):
         pytest.skip(f"{name} needs conv/BatchNorm layers not in this checkout yet")
     assert trace_main(["--model", name, "--batch", "2", "--random"]) == 0
     assert "parameter gradient norms" in capsys.readouterr().out
+
+
+def test_trace_on_every_backend(xp):
+    """Statistics are computed with the data's own array module (no host copies)."""
+    ref_model = _mlp(dtype="float32")
+    x, t = _batch()
+    x = x.astype("float32")
+    with tinynet.trace(ref_model) as ref:
+        _step(ref_model, x, t)
+    model = xp.to(_mlp(dtype="float32"))
+    with tinynet.trace(model) as tr:
+        _step(model, xp.asarray(x), xp.asarray(t))
+    assert [r["layer"] for r in tr.rows()] == [r["layer"] for r in ref.rows()]
+    for a, b in zip(tr.rows(), ref.rows()):
+        assert a["norm"] == pytest.approx(b["norm"], rel=1e-5)
+        assert a["zeros"] == b["zeros"]
+    for k, v in ref.param_grad_norms().items():
+        assert tr.param_grad_norms()[k] == pytest.approx(v, rel=1e-5)

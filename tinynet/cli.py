@@ -59,11 +59,15 @@ def train_parser() -> argparse.ArgumentParser:
 
 
 def train_main(argv: list[str] | None = None) -> int:
-    args = train_parser().parse_args(argv)
+    parser = train_parser()
+    args = parser.parse_args(argv)
     import tinynet
     from tinynet import data, models
     from tinynet.plot import plot_history
     from tinynet.train import save_history
+
+    if args.model not in models.MODELS:  # a usage error, not a traceback
+        parser.error(f"unknown model {args.model!r}: expected one of {sorted(models.MODELS)}")
 
     tinynet.manual_seed(args.seed)
     if args.check:

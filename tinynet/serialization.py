@@ -271,11 +271,59 @@ def _parse_optimizer(opt: Any, members: dict) -> dict:
         state[int(index)] = restored
     groups = []
     for g in opt["param_groups"]:
-        _expect(isinstance(g, dict) and isinstance(g.get("params"), list),
+        _expect(isinstance(g, dict) and isinstance(g.get("params"), list)
+                and all(_is_int(i) for i in g["params"]),
                 "optimizer param_groups are malformed")
+        for k, v in g.items():
+            _expect(k == "params" or _is_number(v) or isinstance(v, bool) or (
+                isinstance(v, list) and all(_is_number(u) for u in v)),
+                f"optimizer hyper-parameter {k!r} = {v!r} is not a number")
         groups.append({k: tuple(v) if isinstance(v, list) and k != "params" else v
                        for k, v in g.items()})
     return {"state": state, "param_groups": groups}
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+# What ``fit`` stores in ``progress`` and ``history``, and the type each must have.
+PROGRESS_FIELDS = {"epoch": _is_int, "step": _is_int, "epoch_loss": _is_number,
+                   "epoch_correct": _is_int, "epoch_count": _is_int,
+                   "epoch_seconds": _is_number, "elapsed": _is_number,
+                   "finished": lambda v: v is None or isinstance(v, str)}
+HISTORY_LISTS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "seconds",
+                 "steps")
+
+
+def check_training_state(ckpt: "Checkpoint") -> None:
+    """Raise DataError unless ``ckpt`` holds what ``fit`` needs to resume.
+
+    ``load`` accepts checkpoints with or without training progress (``save`` of a
+    bare model writes none); ``fit(resume=True)`` calls this before touching anything.
+    """
+    problems = []
+    if ckpt.optimizer_state is None:
+        problems.append("no optimizer state")
+    if ckpt.loader_state is None:
+        problems.append("no DataLoader state")
+    for key, ok in PROGRESS_FIELDS.items():
+        if key not in ckpt.progress or not ok(ckpt.progress[key]):
+            problems.append(f"progress[{key!r}] = {ckpt.progress.get(key)!r}")
+    if not problems and (ckpt.progress["epoch"] < 1 or ckpt.progress["step"] < 0
+                         or ckpt.progress["epoch_count"] < 0):
+        problems.append(f"epoch {ckpt.progress['epoch']}, step {ckpt.progress['step']}, "
+                        f"epoch_count {ckpt.progress['epoch_count']} out of range")
+    h = ckpt.history
+    if not isinstance(h, dict) or not all(isinstance(h.get(k), list) for k in HISTORY_LISTS):
+        problems.append(f"history without the lists {', '.join(HISTORY_LISTS)}")
+    if problems:
+        raise DataError(f"{ckpt.path}: not a checkpoint fit can resume from: "
+                        + "; ".join(problems))
 
 
 def _check_rng_state(state: Any, what: str) -> None:
@@ -313,7 +361,7 @@ def load(path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> Checkpoint:
         loader_state = header.get("loader_state")
         if loader_state is not None:
             _expect(isinstance(loader_state, dict) and
-                    isinstance(loader_state.get("position"), int),
+                    _is_int(loader_state.get("position")) and loader_state["position"] >= 0,
                     "loader_state is malformed")
             _check_rng_state(loader_state.get("epoch_state"), "loader_state.epoch_state")
         progress = header.get("progress") or {}

@@ -149,7 +149,7 @@ def fit(model: Module, loss_fn, optimizer, train, test=None, epochs: int = 1,
     """
     from tqdm.auto import tqdm
 
-    from .serialization import load, restore, save
+    from .serialization import check_training_state, load, restore, save
 
     device = model_device(model)
     loader = _as_loader(train, batch_size, shuffle, seed, device)
@@ -169,6 +169,7 @@ def fit(model: Module, loss_fn, optimizer, train, test=None, epochs: int = 1,
              "drop_last": loader.drop_last, "samples": int(loader.images.shape[0])}
     if resume and os.path.exists(ckpt_path):
         ckpt = load(ckpt_path)
+        check_training_state(ckpt)
         saved = ckpt.meta.get("fit_setup")
         if saved != setup:
             raise DataError(f"{ckpt_path}: written by a run with {saved}, but this run has "

@@ -1,0 +1,246 @@
+"""``tinynet gradcheck``: every layer under several configurations and every study model.
+
+Each configuration is a small function returning ``(module, x, target, loss_fn)``;
+``run_suite`` checks each with :func:`tinynet.gradcheck.check` and prints one table,
+one row per configuration (the worst tensor of the configuration, the smallest Taylor
+slope, elements and directions checked, probes skipped at kinks). The exit status is
+non-zero when anything fails. ``--verbose`` adds every configuration's per-tensor
+table; ``--only NAME`` keeps the configurations whose name, layer type or model name
+contains NAME (case-insensitive), e.g. ``--only conv``, ``--only convbn``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Callable
+
+import numpy
+
+from .. import losses, models
+from .. import random as _random
+from ..layers import (ELU, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Flatten,
+                      LeakyReLU, Linear, MaxPool2d, ReLU, Residual, Sigmoid, Tanh,
+                      residual_block)
+from ..module import Sequential
+from . import DEFAULTS, check, format_table
+
+Config = Callable[[numpy.random.Generator], tuple]
+
+# batch of the study models: BatchNorm's statistics need a few samples to be
+# well conditioned (with N = 2 every normalised value is +-1)
+MODEL_BATCH = {"bn": 8, "wider-bn": 8, "deeper-bn": 8, "convbn": 4}
+# a study model has up to 31 tensors of up to 3.1M elements: 6 sampled elements, 2
+# directions and the Taylor test per tensor validate every one in seconds
+MODEL_OPTIONS = {"samples": 6}
+
+
+def _normal(rng, *shape):
+    return rng.standard_normal(shape)
+
+
+def _labels(rng, n, c):
+    return rng.integers(0, c, n)
+
+
+def _layer(module, x):
+    return lambda rng: (module(), x(rng), None, None)
+
+
+def _bn_eval(cls, c, shape):
+    def build(rng):
+        bn = cls(c)
+        bn.running_mean = rng.standard_normal(c).astype("float32")
+        bn.running_var = rng.uniform(0.5, 2.0, c).astype("float32")
+        bn.weight.data[...] = rng.uniform(0.5, 1.5, c)
+        bn.bias.data[...] = rng.standard_normal(c)
+        return bn.eval(), rng.standard_normal(shape), None, None
+    return build
+
+
+def _bn_train(cls, c, shape):
+    def build(rng):
+        bn = cls(c)
+        bn.weight.data[...] = rng.uniform(0.5, 1.5, c)
+        bn.bias.data[...] = rng.standard_normal(c)
+        return bn, rng.standard_normal(shape), None, None
+    return build
+
+
+def _dropout(train: bool):
+    def build(rng):
+        m = Sequential(Linear(6, 5), Dropout(0.4), Linear(5, 3))
+        return m.train(train), rng.standard_normal((4, 6)), None, None
+    return build
+
+
+def _relu_at_zero(rng):
+    x = rng.standard_normal((4, 6))
+    x[:, ::2] = 0.0          # exact kinks: these elements must be skipped, not failed
+    return ReLU(), x, None, None
+
+
+def _maxpool_ties(rng):
+    x = rng.integers(0, 3, (2, 2, 6, 6)).astype("float64")   # many tied maxima
+    return MaxPool2d(2, 2), x, None, None
+
+
+def _loss(loss, kind):
+    def build(rng):
+        m = Sequential(Linear(5, 4), Tanh(), Linear(4, 3))
+        x = rng.standard_normal((6, 5))
+        if kind == "ce":
+            return m, x, _labels(rng, 6, 3), loss
+        return m, x, rng.standard_normal((6, 3)), loss
+    return build
+
+
+def _residual(rng):
+    body = Sequential(Conv2d(3, 3, 3, 1, 1), BatchNorm2d(3), ReLU(), Conv2d(3, 3, 3, 1, 1))
+    return Residual(body), rng.standard_normal((2, 3, 5, 5)), None, None
+
+
+def _model(name: str):
+    def build(rng):
+        m = models.build(name)
+        n = MODEL_BATCH.get(name, 2)
+        x = rng.random((n,) + models.INPUT_SHAPES[name])
+        return m, x, _labels(rng, n, 10), losses.CrossEntropyLoss()
+    return build
+
+
+def configurations() -> dict[str, tuple[str, Config]]:
+    """name -> (what it exercises, builder). Layer configurations first, then models."""
+    c: dict[str, tuple[str, Config]] = {}
+
+    def add(name, what, build):
+        c[name] = (what, build)
+
+    add("Linear(5,4)", "Linear", _layer(lambda: Linear(5, 4), lambda r: _normal(r, 3, 5)))
+    add("Linear(5,4,bias=False)", "Linear",
+        _layer(lambda: Linear(5, 4, bias=False), lambda r: _normal(r, 3, 5)))
+    for act in (ReLU, Tanh, Sigmoid, LeakyReLU, ELU):
+        add(f"{act.__name__}", act.__name__, _layer(act, lambda r: 2 * _normal(r, 4, 6)))
+    add("LeakyReLU(0.2)", "LeakyReLU", _layer(lambda: LeakyReLU(0.2), lambda r: _normal(r, 4, 6)))
+    add("ELU(0.5)", "ELU", _layer(lambda: ELU(0.5), lambda r: _normal(r, 4, 6)))
+    add("ReLU at exact zeros", "ReLU", _relu_at_zero)
+    add("Flatten", "Flatten", _layer(Flatten, lambda r: _normal(r, 2, 3, 2, 2)))
+    add("Dropout(0.4) train", "Dropout", _dropout(True))
+    add("Dropout(0.4) eval", "Dropout", _dropout(False))
+    for args in [(2, 3, 3, 1, 0), (2, 3, 3, 1, 1), (2, 3, 3, 2, 1), (3, 2, (2, 3), (2, 1), (1, 0)),
+                 (1, 2, 5, 1, 2), (2, 4, 1, 1, 0)]:
+        add(f"Conv2d{args}", "Conv2d",
+            _layer(lambda a=args: Conv2d(*a), lambda r, a=args: _normal(r, 2, a[0], 6, 5)))
+    add("Conv2d(2,3,3,bias=False)", "Conv2d",
+        _layer(lambda: Conv2d(2, 3, 3, bias=False), lambda r: _normal(r, 2, 2, 5, 5)))
+    for args in [(2, 2, 0), (3, 2, 1), (2, 1, 0), ((2, 3), (1, 2), (1, 1))]:
+        add(f"MaxPool2d{args}", "MaxPool2d",
+            _layer(lambda a=args: MaxPool2d(*a), lambda r: _normal(r, 2, 2, 6, 7)))
+        add(f"AvgPool2d{args}", "AvgPool2d",
+            _layer(lambda a=args: AvgPool2d(*a), lambda r: _normal(r, 2, 2, 6, 7)))
+    add("MaxPool2d ties", "MaxPool2d", _maxpool_ties)
+    add("BatchNorm1d train", "BatchNorm1d", _bn_train(BatchNorm1d, 4, (6, 4)))
+    add("BatchNorm1d eval", "BatchNorm1d", _bn_eval(BatchNorm1d, 4, (6, 4)))
+    add("BatchNorm2d train", "BatchNorm2d", _bn_train(BatchNorm2d, 3, (3, 3, 4, 4)))
+    add("BatchNorm2d eval", "BatchNorm2d", _bn_eval(BatchNorm2d, 3, (3, 3, 4, 4)))
+    add("Residual(conv-bn-relu-conv)", "Residual", _residual)
+    add("residual_block(3,4,stride 2)", "Residual",
+        _layer(lambda: residual_block(3, 4, 2), lambda r: _normal(r, 2, 3, 6, 6)))
+    add("CrossEntropyLoss mean", "CrossEntropyLoss", _loss(losses.CrossEntropyLoss(), "ce"))
+    add("CrossEntropyLoss sum", "CrossEntropyLoss",
+        _loss(losses.CrossEntropyLoss(reduction="sum"), "ce"))
+    add("MSELoss mean", "MSELoss", _loss(losses.MSELoss(), "mse"))
+    add("MSELoss sum", "MSELoss", _loss(losses.MSELoss(reduction="sum"), "mse"))
+    for name in models.MODELS:
+        add(f"model {name}", name, _model(name))
+    return c
+
+
+def select(configs: dict, only: str | None) -> dict:
+    if not only:
+        return configs
+    key = only.lower()
+    return {n: v for n, v in configs.items() if key in n.lower() or key == v[0].lower()}
+
+
+def run_suite(dtype: str = "float64", only: str | None = None, seed: int = 0,
+              verbose: bool = False, out=print) -> tuple[bool, list]:
+    """Check every selected configuration; print one table; return (all ok, reports)."""
+    configs = select(configurations(), only)
+    if not configs:
+        raise ValueError(f"--only {only!r} matches no configuration; expected part of one "
+                         f"of: {', '.join(configurations())}")
+    rows, reports, failures = [], [], []
+    start = time.perf_counter()
+    for i, (name, (what, build)) in enumerate(configs.items()):
+        _random.manual_seed(seed + i)
+        rng = numpy.random.default_rng(seed + i)
+        module, x, target, loss_fn = build(rng)
+        t0 = time.perf_counter()
+        options = MODEL_OPTIONS if name.startswith("model ") else {}
+        report = check(module, x, target, loss_fn, dtype=dtype, seed=seed + i, **options)
+        seconds = time.perf_counter() - t0
+        reports.append((name, report))
+        worst = max(report.rows, key=lambda r: r.max_rel_err, default=None)
+        slopes = [r.taylor_slope for r in report.rows if r.taylor_slope is not None]
+        kinds = sorted({r.taylor for r in report.rows if r.taylor_slope is None and r.taylor != "-"})
+        taylor = (f"{min(slopes):.2f}" if slopes else "-") + (f" ({'/'.join(kinds)})" if kinds else "")
+        rows.append([
+            name, str(len(report.rows)), str(sum(r.checked for r in report.rows)),
+            str(sum(r.directions for r in report.rows)),
+            str(sum(r.skipped for r in report.rows)),
+            "-" if worst is None else f"{worst.max_rel_err:.1e}",
+            "-" if worst is None else f"{worst.max_abs_err:.1e}",
+            "-" if worst is None else worst.name,
+            taylor, "ok" if all(ok for _, ok, _ in report.contract) else "FAIL",
+            f"{seconds:.2f}", "pass" if report.ok else "FAIL"])
+        if not report.ok:
+            failures += [f"[{name}] {f}" for f in report.failures]
+        if verbose:
+            out(f"\n[{name}]\n{report.table()}")
+    header = ["configuration", "tensors", "elements", "dirs", "skipped", "max rel",
+              "max abs", "worst tensor", "min taylor slope", "contract", "seconds", "status"]
+    d = DEFAULTS[dtype]
+    out(f"\ntinynet gradcheck: {len(configs)} configurations, {dtype} (eps {d['eps']:g}, "
+        f"rtol {d['rtol']:g}, atol {d['atol']:g}), seed {seed}")
+    out(format_table(header, rows))
+    total = time.perf_counter() - start
+    if failures:
+        out(f"\nFAILED: {len(failures)} problem(s) in {total:.1f} s:\n  " + "\n  ".join(failures))
+    else:
+        out(f"\nall {len(configs)} configurations pass ({total:.1f} s)")
+    return not failures, reports
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tinynet gradcheck",
+        description="Check every layer (several configurations each) and every study model "
+                    "against central finite differences, element-wise, along random "
+                    "directions and by the Taylor test; print one table; exit 1 on any "
+                    "failure.")
+    p.add_argument("--dtype", default="float64", choices=["float64", "float32"],
+                   help="precision of the check (default float64)")
+    p.add_argument("--only", default=None, metavar="NAME",
+                   help="only configurations whose name, layer type or model contains NAME "
+                        "(e.g. conv, BatchNorm2d, base, convbn)")
+    p.add_argument("--seed", type=int, default=0, help="seed of inputs, weights and probes")
+    p.add_argument("--verbose", "-v", action="store_true",
+                   help="also print each configuration's per-tensor table")
+    p.add_argument("--list", action="store_true", help="list the configurations and exit")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.list:
+        for name, (what, _) in select(configurations(), args.only).items():
+            print(f"{name:34s} {what}")
+        return 0
+    try:
+        ok, _ = run_suite(args.dtype, args.only, args.seed, args.verbose)
+    except ValueError as e:
+        print(f"tinynet gradcheck: {e}", file=sys.stderr)
+        return 2
+    return 0 if ok else 1

@@ -1,0 +1,196 @@
+"""Conv2d: fast im2col kernels against the loop definition, the layer contract, PyTorch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tinynet
+from tinynet.errors import DTypeError, NonFiniteError, ShapeError
+from tinynet.functional.conv import (col2im, conv2d_backward, conv2d_backward_naive,
+                                     conv2d_forward, conv2d_naive, im2col)
+from tinynet.layers import Conv2d
+
+# (N, C, H, W, O, kernel, stride, padding, bias): strides 1-2, paddings 0-2, odd sizes,
+# rectangular kernels, with and without bias.
+CASES = [
+    (2, 3, 7, 7, 4, 3, 1, 0, True),
+    (2, 3, 7, 6, 4, 3, 1, 1, False),
+    (1, 2, 9, 8, 3, 3, 2, 1, True),
+    (2, 1, 5, 7, 2, 3, 2, 2, False),
+    (3, 2, 6, 5, 3, (3, 2), (2, 1), (2, 0), True),
+    (2, 4, 5, 5, 5, 1, 1, 0, True),
+    (1, 3, 8, 9, 2, (2, 3), (1, 2), (0, 2), False),
+    (2, 2, 5, 5, 3, 5, 1, 2, True),
+]
+
+
+def _channels_last(a: np.ndarray) -> np.ndarray:
+    """Same values and logical shape, C-fastest memory (what a previous conv produces)."""
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+
+
+def _layer(case, rng, xp):
+    n, c, h, w, o, k, s, p, bias = case
+    layer = Conv2d(c, o, k, s, p, bias=bias).double()
+    xp.to(layer)
+    x = rng.standard_normal((n, c, h, w))
+    return layer, x
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_layer_matches_loop_reference(case, xp):
+    rng = np.random.default_rng(0)
+    layer, x = _layer(case, rng, xp)
+    w = xp.asnumpy(layer.weight.data)
+    b = xp.asnumpy(layer.bias.data) if layer.bias is not None else None
+    y = layer(xp.asarray(x))
+    y_ref = conv2d_naive(x, w, b, layer.stride, layer.padding)
+    assert y.shape == y_ref.shape
+    np.testing.assert_allclose(xp.asnumpy(y), y_ref, rtol=1e-10, atol=1e-12)
+    dy = rng.standard_normal(y_ref.shape)
+    dy_dev = xp.asarray(dy)
+    dx = layer.backward(dy_dev)
+    dx_ref, dw_ref, db_ref = conv2d_backward_naive(dy, x, w, layer.stride, layer.padding)
+    np.testing.assert_allclose(xp.asnumpy(dx), dx_ref, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(xp.asnumpy(layer.weight.grad), dw_ref, rtol=1e-10, atol=1e-12)
+    if b is not None:
+        np.testing.assert_allclose(xp.asnumpy(layer.bias.grad), db_ref, rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(xp.asnumpy(dy_dev), dy)  # backward never writes into dy
+
+
+@pytest.mark.parametrize("case", CASES[:4])
+def test_channels_last_input_gives_the_same_result(case):
+    rng = np.random.default_rng(1)
+    n, c, h, w, o, k, s, p, bias = case
+    x = rng.standard_normal((n, c, h, w))
+    wt = rng.standard_normal((o, c) + ((k, k) if isinstance(k, int) else k))
+    y1, cache1 = conv2d_forward(x, wt, None, s, p)
+    y2, cache2 = conv2d_forward(_channels_last(x), wt, None, s, p)
+    np.testing.assert_allclose(y1, y2, rtol=1e-12, atol=1e-12)
+    dy = rng.standard_normal(y1.shape)
+    for a, b in zip(conv2d_backward(dy, cache1), conv2d_backward(_channels_last(dy), cache2)):
+        if a is not None:
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_col2im_is_the_adjoint_of_im2col():
+    """<im2col(x), G> == <x, col2im(G)> for every x and G: col2im is im2col's transpose."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 3, 7, 6))
+    kernel, stride, padding = (3, 2), (2, 1), (1, 2)
+    cols = im2col(x, kernel, stride, padding)
+    g = rng.standard_normal(cols.shape)
+    taps = kernel[0] * kernel[1]
+    g_tap_major = g.reshape(g.shape[0], taps, 3).transpose(1, 0, 2)
+    back = col2im(g_tap_major, x.shape, kernel, stride, padding)
+    assert back.shape == x.shape
+    np.testing.assert_allclose((cols * g).sum(), (x * back).sum(), rtol=1e-12)
+
+
+def test_gradients_accumulate_and_input_grad_false_skips_dx(xp):
+    rng = np.random.default_rng(3)
+    layer, x = _layer((2, 3, 6, 6, 4, 3, 1, 1, True), rng, xp)
+    y = layer(xp.asarray(x))
+    dy = xp.asarray(rng.standard_normal(y.shape))
+    assert layer.backward(dy, input_grad=False) is None
+    g1 = xp.asnumpy(layer.weight.grad).copy()
+    b1 = xp.asnumpy(layer.bias.grad).copy()
+    layer.backward(dy)
+    np.testing.assert_allclose(xp.asnumpy(layer.weight.grad), 2 * g1, rtol=1e-12)
+    np.testing.assert_allclose(xp.asnumpy(layer.bias.grad), 2 * b1, rtol=1e-12)
+
+
+def test_finite_differences_on_weight():
+    """Central differences on a few weight entries agree with the analytic dW."""
+    rng = np.random.default_rng(4)
+    layer = Conv2d(2, 3, 3, 2, 1).double()
+    x = rng.standard_normal((2, 2, 5, 6))
+    dy = rng.standard_normal(layer.output_shape(x.shape))
+    layer(x)
+    layer.backward(dy)
+    eps = 1e-6
+    w = layer.weight.data
+    for idx in [(0, 0, 0, 0), (1, 1, 2, 1), (2, 0, 1, 2)]:
+        old = w[idx]
+        w[idx] = old + eps
+        up = float((layer(x) * dy).sum())
+        w[idx] = old - eps
+        down = float((layer(x) * dy).sum())
+        w[idx] = old
+        assert abs((up - down) / (2 * eps) - layer.weight.grad[idx]) < 1e-6
+
+
+def test_pytorch_default_init_bounds_and_state_dict_layout():
+    tinynet.manual_seed(0)
+    layer = Conv2d(4, 8, (3, 2))
+    bound = 1 / np.sqrt(4 * 3 * 2)
+    assert layer.weight.data.shape == (8, 4, 3, 2) and layer.weight.data.dtype == np.float32
+    assert np.abs(layer.weight.data).max() <= bound and np.abs(layer.bias.data).max() <= bound
+    assert np.abs(layer.weight.data).max() > 0.8 * bound   # really drawn, not zeros
+    assert list(layer.state_dict()) == ["weight", "bias"]
+    assert list(Conv2d(1, 2, 3, bias=False).state_dict()) == ["weight"]
+
+
+def test_extra_repr_matches_pytorch():
+    assert repr(Conv2d(1, 32, 3, 1, 1)) == \
+        "Conv2d(1, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1))"
+    assert repr(Conv2d(2, 4, (3, 1), stride=(2, 1), bias=False)) == \
+        "Conv2d(2, 4, kernel_size=(3, 1), stride=(2, 1), padding=(0, 0), bias=False)"
+
+
+def test_bad_inputs_raise_clear_errors(xp):
+    layer = xp.to(tinynet.Sequential(Conv2d(3, 4, 3)))  # named '0' in errors
+    conv = layer[0]
+    with pytest.raises(ShapeError, match=r"Conv2d '0'.*\(2, 2, 5, 5\).*\(N, 3, H, W\)"):
+        layer(xp.asarray(np.zeros((2, 2, 5, 5), np.float32)))
+    with pytest.raises(ShapeError, match="expected"):
+        layer(xp.asarray(np.zeros((3, 5, 5), np.float32)))
+    with pytest.raises(ShapeError, match="too small"):
+        layer(xp.asarray(np.zeros((1, 3, 2, 5), np.float32)))
+    with pytest.raises(DTypeError, match="float64.*float32"):
+        layer(xp.asarray(np.zeros((1, 3, 5, 5), np.float64)))
+    y = layer(xp.asarray(np.zeros((1, 3, 5, 5), np.float32)))
+    with pytest.raises(ShapeError, match=r"gradient of shape \(1, 4, 2, 2\).*\(1, 4, 3, 3\)"):
+        conv.backward(xp.asarray(np.zeros((1, 4, 2, 2), np.float32)))
+    assert y.shape == (1, 4, 3, 3)
+    with pytest.raises(ValueError, match="kernel_size"):
+        Conv2d(1, 1, (3, 3, 3))
+    with pytest.raises(ValueError, match="stride"):
+        Conv2d(1, 1, 3, stride=0)
+    with pytest.raises(RuntimeError, match="before forward"):
+        Conv2d(1, 1, 3).backward(np.zeros((1, 1, 1, 1), np.float32))
+
+
+def test_non_finite_check_names_the_layer():
+    layer = Conv2d(1, 1, 3)
+    x = np.zeros((1, 1, 4, 4), np.float32)
+    x[0, 0, 1, 1] = np.nan
+    layer(x)  # off by default
+    with tinynet.checking(), pytest.raises(NonFiniteError, match="Conv2d"):
+        layer(x)
+
+
+@pytest.mark.parametrize("case", [CASES[0], CASES[2], CASES[4]])
+def test_matches_pytorch_float32(case, torch):
+    rng = np.random.default_rng(5)
+    n, c, h, w, o, k, s, p, bias = case
+    layer = Conv2d(c, o, k, s, p, bias=bias)
+    twin = torch.nn.Conv2d(c, o, k, s, p, bias=bias)
+    with torch.no_grad():
+        twin.weight.copy_(torch.from_numpy(layer.weight.data))
+        if bias:
+            twin.bias.copy_(torch.from_numpy(layer.bias.data))
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    tx = torch.from_numpy(x).requires_grad_(True)
+    ty = twin(tx)
+    y = layer(x)
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-5, atol=1e-5)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    ty.backward(torch.from_numpy(dy))
+    dx = layer.backward(dy)
+    assert dx.dtype == np.float32 and layer.weight.grad.dtype == np.float32
+    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(layer.weight.grad, twin.weight.grad.numpy(), rtol=1e-4, atol=1e-4)
+    if bias:
+        np.testing.assert_allclose(layer.bias.grad, twin.bias.grad.numpy(), rtol=1e-4, atol=1e-4)

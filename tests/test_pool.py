@@ -1,0 +1,154 @@
+"""MaxPool2d and AvgPool2d against their loop definitions and PyTorch, ties included."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tinynet.errors import DTypeError, ShapeError
+from tinynet.functional.pool import (avgpool2d_backward_naive, avgpool2d_naive, is_channels_last,
+                                     maxpool2d_backward_naive, maxpool2d_naive)
+from tinynet.layers import AvgPool2d, MaxPool2d
+
+# (H, W, kernel, stride, padding): the 2x2/2 fast path, overlapping windows, odd sizes
+# (floor mode drops the last row/column), paddings 0-2, rectangular windows.
+CASES = [
+    (6, 6, 2, 2, 0),
+    (7, 5, 2, None, 0),
+    (7, 7, 3, 1, 1),
+    (7, 6, 3, 2, 1),
+    (9, 8, 5, 2, 2),
+    (6, 7, (2, 3), (1, 2), (1, 1)),
+    (5, 5, 1, 1, 0),
+]
+
+
+def _channels_last(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+
+
+def _inputs(h, w, rng, ties: bool):
+    """Small integers make many windows hold tied maxima; normals make none."""
+    if ties:
+        return rng.integers(0, 3, (2, 3, h, w)).astype(np.float64)
+    return rng.standard_normal((2, 3, h, w))
+
+
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("case", CASES)
+def test_maxpool_matches_loop_reference(case, channels_last, ties, xp):
+    h, w, k, s, p = case
+    rng = np.random.default_rng(0)
+    x = _inputs(h, w, rng, ties)
+    layer = MaxPool2d(k, s, p)
+    x_in = _channels_last(x) if channels_last else x
+    y = layer(xp.asarray(x_in))
+    y_ref, _ = maxpool2d_naive(x, k, s, p)
+    np.testing.assert_array_equal(xp.asnumpy(y), y_ref)
+    dy = rng.standard_normal(y_ref.shape)
+    dy_dev = xp.asarray(dy)
+    dx = layer.backward(dy_dev)
+    np.testing.assert_allclose(xp.asnumpy(dx), maxpool2d_backward_naive(dy, x, k, s, p),
+                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(xp.asnumpy(dy_dev), dy)
+
+
+@pytest.mark.parametrize("count_include_pad", [True, False])
+@pytest.mark.parametrize("case", CASES)
+def test_avgpool_matches_loop_reference(case, count_include_pad, xp):
+    h, w, k, s, p = case
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 3, h, w))
+    layer = AvgPool2d(k, s, p, count_include_pad=count_include_pad)
+    y = layer(xp.asarray(x))
+    y_ref = avgpool2d_naive(x, k, s, p, count_include_pad)
+    np.testing.assert_allclose(xp.asnumpy(y), y_ref, rtol=1e-12, atol=1e-12)
+    dy = rng.standard_normal(y_ref.shape)
+    dx = layer.backward(xp.asarray(dy))
+    np.testing.assert_allclose(xp.asnumpy(dx),
+                               avgpool2d_backward_naive(dy, x, k, s, p, count_include_pad),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_maxpool_tie_goes_to_the_first_index():
+    """A window of four equal values sends its whole gradient to the top-left one."""
+    x = np.ones((1, 1, 2, 4))
+    x[0, 0, :, 2:] = [[1.0, 5.0], [5.0, 5.0]]   # second window: tie between (0,1),(1,0),(1,1)
+    layer = MaxPool2d(2)
+    layer(x)
+    dx = layer.backward(np.array([[[[3.0, 7.0]]]]))
+    np.testing.assert_array_equal(dx[0, 0], [[3.0, 0.0, 0.0, 7.0], [0.0, 0.0, 0.0, 0.0]])
+
+
+def test_maxpool_padding_counts_as_minus_infinity():
+    x = -np.ones((1, 1, 3, 3))   # all negative: a zero padding would win every border max
+    y = MaxPool2d(2, 2, 1)(x)
+    np.testing.assert_array_equal(y, -np.ones((1, 1, 2, 2)))
+
+
+@pytest.mark.parametrize("case", [CASES[0], CASES[1], CASES[3], CASES[5]])
+def test_maxpool_matches_pytorch_with_ties(case, torch):
+    h, w, k, s, p = case
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 2, (2, 3, h, w)).astype(np.float32)
+    tx = torch.from_numpy(x).requires_grad_(True)
+    ty = torch.nn.MaxPool2d(k, s, p)(tx)
+    layer = MaxPool2d(k, s, p)
+    y = layer(x)
+    np.testing.assert_array_equal(y, ty.detach().numpy())
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    ty.backward(torch.from_numpy(dy))
+    np.testing.assert_allclose(layer.backward(dy), tx.grad.numpy(), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("count_include_pad", [True, False])
+def test_avgpool_matches_pytorch(count_include_pad, torch):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 7, 6)).astype(np.float32)
+    tx = torch.from_numpy(x).requires_grad_(True)
+    ty = torch.nn.AvgPool2d(3, 2, 1, count_include_pad=count_include_pad)(tx)
+    layer = AvgPool2d(3, 2, 1, count_include_pad=count_include_pad)
+    y = layer(x)
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-6, atol=1e-6)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    ty.backward(torch.from_numpy(dy))
+    np.testing.assert_allclose(layer.backward(dy), tx.grad.numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_output_keeps_channels_last_memory_order():
+    x = _channels_last(np.random.default_rng(4).standard_normal((2, 8, 6, 6)).astype(np.float32))
+    for layer in (MaxPool2d(2), AvgPool2d(3, 1, 1), MaxPool2d(3, 2, 1)):
+        y = layer(x)
+        assert y.transpose(0, 2, 3, 1).flags.c_contiguous, type(layer).__name__
+        dx = layer.backward(y)   # with padding: a crop of a channels-last buffer
+        assert is_channels_last(dx) and dx.strides[1] == dx.itemsize, type(layer).__name__
+
+
+def test_defaults_and_repr_match_pytorch():
+    assert MaxPool2d(2).stride == (2, 2)
+    assert repr(MaxPool2d(2)) == \
+        "MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)"
+    assert repr(AvgPool2d(3, 1, 1)) == "AvgPool2d(kernel_size=3, stride=1, padding=1)"
+    assert AvgPool2d(2).count_include_pad is True
+
+
+def test_bad_arguments_and_inputs():
+    with pytest.raises(ValueError, match="at most half"):
+        MaxPool2d(2, 1, 2)
+    with pytest.raises(ValueError, match="kernel_size"):
+        AvgPool2d(0)
+    with pytest.raises(NotImplementedError, match="ceil_mode"):
+        AvgPool2d(2, ceil_mode=True)
+    with pytest.raises(ShapeError, match=r"MaxPool2d.*\(1, 4, 4\).*\(N, C, H, W\)"):
+        MaxPool2d(2)(np.zeros((1, 4, 4), np.float32))
+    with pytest.raises(ShapeError, match="smaller than the window"):
+        MaxPool2d(3)(np.zeros((1, 1, 2, 2), np.float32))
+    with pytest.raises(DTypeError, match="int64"):
+        AvgPool2d(2)(np.zeros((1, 1, 2, 2), np.int64))
+    layer = MaxPool2d(2)
+    layer(np.zeros((1, 1, 4, 4), np.float32))
+    with pytest.raises(ShapeError, match=r"\(1, 1, 2, 2\)"):
+        layer.backward(np.zeros((1, 1, 3, 3), np.float32))
+    with pytest.raises(RuntimeError, match="before forward"):
+        MaxPool2d(2).backward(np.zeros((1, 1, 1, 1), np.float32))

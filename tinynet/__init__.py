@@ -12,7 +12,8 @@ from .backend import cuda_available, get_array_module
 from .checks import checking, set_checks
 from .errors import (DataError, DeviceError, DTypeError, LabelError, NonFiniteError,
                      ShapeError, StateDictError, TinynetError)
-from .layers import ELU, Dropout, Flatten, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
+from .layers import (ELU, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Flatten,
+                     LeakyReLU, Linear, MaxPool2d, ReLU, Residual, Sigmoid, Tanh)
 from .losses import CrossEntropyLoss, MSELoss
 from .models import count_parameters
 from .module import Module, Sequential
@@ -29,7 +30,8 @@ __all__ = [
     "backend", "init", "cuda_available", "get_array_module", "checking", "set_checks",
     "TinynetError", "ShapeError", "DTypeError", "LabelError", "NonFiniteError", "DataError",
     "StateDictError", "DeviceError", "Module", "Sequential", "Parameter", "Linear", "ReLU",
-    "Tanh", "Sigmoid", "LeakyReLU", "ELU", "Flatten", "Dropout", "CrossEntropyLoss",
+    "Tanh", "Sigmoid", "LeakyReLU", "ELU", "Flatten", "Dropout", "Conv2d", "MaxPool2d",
+    "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Residual", "CrossEntropyLoss",
     "MSELoss", "SGD", "Adam", "Optimizer", "count_parameters", "manual_seed", "fit",
     "evaluate", "trace", "save", "load",
 ]

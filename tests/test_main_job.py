@@ -13,8 +13,10 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
+import tinynet
 from tinynet import data
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -63,3 +65,79 @@ def test_unknown_command(tmp_path):
     proc = _tinynet(["frobnicate"], tmp_path)
     assert proc.returncode == 2
     assert "unknown command 'frobnicate'" in proc.stderr
+
+
+# ------------------------------------------------------------------ fit and evaluate
+def _blobs(n=240, seed=0):
+    """Three separable classes of 4x4 "images" (uint8), the class in the brightness."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, size=n)
+    images = rng.integers(0, 40, size=(n, 4, 4)) + 100 * labels[:, None, None]
+    return images.astype(np.uint8), labels
+
+
+def _model():
+    tinynet.manual_seed(0)
+    return tinynet.Sequential(tinynet.Flatten(), tinynet.Linear(16, 8), tinynet.ReLU(),
+                              tinynet.Linear(8, 3))
+
+
+def test_fit_history_and_callback():
+    train, test = _blobs(240, 0), _blobs(90, 1)
+    model = _model()
+    seen = []
+
+    def callback(step, loss, m):
+        seen.append((step, loss, m[1].weight.grad is not None))
+
+    history = tinynet.fit(model, tinynet.CrossEntropyLoss(), tinynet.SGD(model.parameters(),
+                          lr=0.5), train, test, epochs=3, batch_size=16, callback=callback,
+                          progress=False, log=None)
+    steps_per_epoch = math.ceil(240 / 16)
+    assert history["epoch"] == [1, 2, 3]
+    assert len(history["steps"]) == 3 * steps_per_epoch
+    assert [s for s, _, _ in seen] == list(range(3 * steps_per_epoch))
+    assert all(has_grad for _, _, has_grad in seen)  # grads are there before the step
+    assert [loss for _, loss, _ in seen] == history["steps"]
+    assert history["stopped"] is None
+    assert history["train_loss"][-1] < history["train_loss"][0]
+    assert history["test_acc"][-1] > 90.0  # separable blobs
+    # the recorded test figures are what evaluate() gives for the final model
+    loss, acc = tinynet.evaluate(model, tinynet.CrossEntropyLoss(), test)
+    assert loss == pytest.approx(history["test_loss"][-1], rel=1e-6)
+    assert acc == history["test_acc"][-1]
+
+
+def test_evaluate_counts_hits_and_restores_mode():
+    images, labels = _blobs(50, 2)
+    model = _model().train()
+    model[1].weight.data[...] = 0.0
+    model[3].weight.data[...] = 0.0
+    model[3].bias.data[...] = np.float32([0.0, 1.0, 0.0])  # always predicts class 1
+    loss, acc = tinynet.evaluate(model, tinynet.CrossEntropyLoss(), (images, labels),
+                                 batch_size=7)
+    assert acc == pytest.approx(100.0 * np.mean(labels == 1))
+    p1 = np.exp(1.0) / (np.exp(1.0) + 2.0)
+    expected = np.mean(np.where(labels == 1, -np.log(p1), -np.log((1 - p1) / 2)))
+    assert loss == pytest.approx(expected, rel=1e-5)
+    assert model.training
+
+
+def test_fit_stops_on_divergence_with_a_message():
+    model = _model()
+    with np.errstate(over="ignore", invalid="ignore"):  # the overflow is the point
+        history = tinynet.fit(model, tinynet.CrossEntropyLoss(),
+                              tinynet.SGD(model.parameters(), lr=1e30), _blobs(), None,
+                              epochs=3, batch_size=16, progress=False, log=None)
+    assert history["stopped"] is not None
+    assert "diverged" in history["stopped"] and "epoch 1" in history["stopped"]
+    assert len(history["steps"]) < math.ceil(240 / 16)
+    assert all(math.isfinite(v) for v in history["steps"])  # the bad loss ends training
+
+
+def test_fit_max_steps():
+    model = _model()
+    history = tinynet.fit(model, tinynet.CrossEntropyLoss(), tinynet.SGD(model.parameters(),
+                          lr=0.1), _blobs(), None, epochs=5, batch_size=16, max_steps=20,
+                          progress=False, log=None)
+    assert len(history["steps"]) == 20 and history["epoch"] == [1, 2]

@@ -141,6 +141,17 @@ def test_strict_errors_name_every_bad_key_and_change_nothing():
         np.testing.assert_array_equal(v, before[k])
 
 
+def test_non_array_values_are_named():
+    m = _small()
+    before = _snapshot(m)
+    bad = dict(before, **{"1.bias": [0.0, 0.0, 0.0], "4.bias": 3.0})
+    with pytest.raises(StateDictError, match=r"1.bias: got list, expected an array of shape "
+                                             r"\(3,\).*4.bias: got float"):
+        m.load_state_dict(bad)
+    for k, v in _snapshot(m).items():
+        np.testing.assert_array_equal(v, before[k])
+
+
 def test_non_strict_reports_missing_and_unexpected():
     m = _small()
     sd = _snapshot(m)

@@ -178,6 +178,10 @@ class Module:
             if hasattr(value, "detach"):  # a torch tensor
                 value = to_numpy(value)
             current = m._parameters[name].data if is_param else m._buffers[name]
+            if not hasattr(value, "shape"):  # a list or a number: name the key, as torch does
+                mis_shaped.append(f"{key}: got {type(value).__name__}, expected an array of "
+                                  f"shape {tuple(current.shape)}")
+                continue
             if tuple(value.shape) != tuple(current.shape):
                 mis_shaped.append(f"{key}: got {tuple(value.shape)}, expected {tuple(current.shape)}")
             values[key] = value

@@ -295,7 +295,8 @@ def train_pair(label: str, build: Callable, opt: tuple, train, test, epochs: int
                use_torch: bool = True, device: str = "cpu", grad_norm_steps: int = 0,
                max_steps: int | None = None, init: Callable | None = None,
                stop: Callable | None = None, twin_epochs: int | None = None,
-               previous: dict | None = None, config: dict | None = None) -> dict:
+               previous: dict | None = None, config: dict | None = None,
+               keep_model: bool = False) -> dict:
     """Train ``build()`` (and its PyTorch twin) with ``opt`` = ``("sgd"|"adam", lr[, kw])``.
 
     Args:
@@ -306,6 +307,8 @@ def train_pair(label: str, build: Callable, opt: tuple, train, test, epochs: int
         stop: ``stop(history) -> bool`` checked after every epoch (early stopping, as
             S1's epochs-to-85%); training then ends before ``epochs``.
         twin_epochs: train the twin for this many epochs only (default: as tinynet ran).
+        keep_model: put the trained tinynet model under ``"_model"`` (pop it before
+            the runs are written as JSON).
         previous, config: the ``runs`` of an earlier ``histories.json`` of this study
             (:func:`previous_runs`) and what else defines this run; a run recorded there
             with the same settings is reused instead of trained again (runs repeat
@@ -390,6 +393,8 @@ def train_pair(label: str, build: Callable, opt: tuple, train, test, epochs: int
             f"({th['total_seconds']:.1f} s)" + (f"; stopped: {th['stopped']}" if th["stopped"]
                                                 else ""))
         out["torch"] = th
+    if keep_model:
+        out["_model"] = model
     return out
 
 

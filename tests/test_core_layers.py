@@ -21,6 +21,7 @@ from tinynet import (
     Sequential,
     Sigmoid,
     Tanh,
+    init,
 )
 from tinynet.errors import DTypeError, ShapeError, TinynetError
 
@@ -419,3 +420,59 @@ def test_checks_name_the_layer_on_non_finite_input():
     model(x)  # off by default: no error
     with tinynet.checking(), pytest.raises(tinynet.NonFiniteError, match=r"Linear '0'.*1 NaN"):
         model(x)
+
+
+# ------------------------------------------------------------------------ init
+def _stat_ok(sample, std):
+    """Mean 0 and standard deviation ``std`` within 5 standard errors."""
+    n = sample.size
+    assert abs(sample.mean()) < 5 * std / np.sqrt(n)
+    assert abs(sample.std() - std) < 5 * std / np.sqrt(2 * n)
+
+
+def test_init_normal_and_glorot(xp):
+    w = xp.asarray(np.zeros((300, 200)))
+    init.normal_(w, 0.0, 0.3, generator=1)
+    _stat_ok(xp.asnumpy(w), 0.3)
+    init.glorot_normal_(w, generator=2)
+    _stat_ok(xp.asnumpy(w), np.sqrt(2.0 / (200 + 300)))
+    init.glorot_uniform_(w, generator=3)
+    bound = np.sqrt(6.0 / (200 + 300))
+    h = xp.asnumpy(w)
+    assert np.abs(h).max() <= bound and np.abs(h).max() > 0.99 * bound
+    _stat_ok(h, bound / np.sqrt(3))
+
+
+def test_init_kaiming_uses_fan_in_and_gain(xp):
+    w = xp.asarray(np.zeros((64, 16, 3, 3), np.float32))  # conv weight: fan_in = 16*9
+    p = Linear(2, 2)
+    assert init.calculate_fan_in_and_fan_out(w) == (144, 576)
+    init.kaiming_normal_(w, nonlinearity="relu", generator=4)
+    _stat_ok(xp.asnumpy(w).astype(np.float64), np.sqrt(2.0 / 144))
+    init.kaiming_uniform_(w, a=0.2, mode="fan_out", generator=5)
+    bound = np.sqrt(3.0) * np.sqrt(2.0 / (1 + 0.2 ** 2)) / np.sqrt(576)
+    assert np.abs(xp.asnumpy(w)).max() <= bound * (1 + 1e-6)
+    assert np.abs(xp.asnumpy(w)).max() > 0.99 * bound
+    assert w.dtype == np.float32
+    init.zeros_(p.weight)
+    assert not np.any(p.weight.data)
+    with pytest.raises(ValueError, match="mode"):
+        init.kaiming_normal_(w, mode="fan_avg")
+
+
+def test_init_is_seeded():
+    a, b, c = (np.zeros((5, 4)) for _ in range(3))
+    init.kaiming_uniform_(a, generator=7)
+    init.kaiming_uniform_(b, generator=np.random.default_rng(7))
+    init.kaiming_uniform_(c, generator=8)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    with pytest.raises(TypeError, match="seed"):
+        init.normal_(a, generator="seven")
+
+
+def test_calculate_gain_matches_torch(torch):
+    for name, param in [("linear", None), ("sigmoid", None), ("tanh", None), ("relu", None),
+                        ("leaky_relu", None), ("leaky_relu", 0.2), ("selu", None)]:
+        assert init.calculate_gain(name, param) == pytest.approx(
+            torch.nn.init.calculate_gain(name, param), rel=1e-12)

@@ -6,6 +6,9 @@ import copy
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import tinynet
 from tinynet import Module
@@ -204,3 +207,23 @@ def test_model_moves_onto_the_stand_in():
         model(np.ones((1, 3), np.float32))  # a host batch into a "device" model
     model.to("cpu")
     assert all(type(p.data) is np.ndarray for p in model.parameters())
+
+
+# ------------------------------------------------------------------ same numbers as NumPy
+_BINARY = [np.add, np.subtract, np.multiply, np.maximum, np.minimum, np.greater,
+           lambda u, v: u * 2.5 - v, lambda u, v: (u @ v.T) if u.ndim == 2 else u * v,
+           lambda u, v: np.where(u > v, u, -v)]
+_UNARY = [np.exp, np.tanh, np.abs, lambda u: u.sum(axis=0), lambda u: u.max(axis=-1),
+          lambda u: u.argmax(axis=0), lambda u: u.T.copy(), lambda u: u.reshape(-1)[::2],
+          lambda u: u[u > 0], lambda u: u.astype(np.float32), lambda u: -u]
+
+
+@settings(max_examples=30, deadline=None)
+@given(hnp.arrays(np.float64, hnp.array_shapes(min_dims=1, max_dims=3, max_side=5),
+                  elements=st.floats(-50, 50)),
+       st.integers(0, len(_BINARY) - 1), st.integers(0, len(_UNARY) - 1))
+def test_results_equal_numpy(host, i, j):
+    other = host[::-1].copy()
+    s, o = sx.asarray(host), sx.asarray(other)
+    np.testing.assert_array_equal(sx.asnumpy(_BINARY[i](s, o)), _BINARY[i](host, other))
+    np.testing.assert_array_equal(sx.asnumpy(_UNARY[j](s)), _UNARY[j](host))

@@ -14,15 +14,29 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy
 
 from .. import losses, models
 from .. import random as _random
-from ..layers import (ELU, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Flatten,
-                      LeakyReLU, Linear, MaxPool2d, ReLU, Residual, Sigmoid, Tanh,
-                      residual_block)
+from ..layers import (
+    ELU,
+    AvgPool2d,
+    BatchNorm1d,
+    BatchNorm2d,
+    Conv2d,
+    Dropout,
+    Flatten,
+    LeakyReLU,
+    Linear,
+    MaxPool2d,
+    ReLU,
+    Residual,
+    Sigmoid,
+    Tanh,
+    residual_block,
+)
 from ..module import Sequential
 from . import DEFAULTS, check, format_table
 

@@ -426,6 +426,15 @@ def previous_runs(out_dir: str, quick: bool, seed: int) -> dict:
     return old.get("runs", {})
 
 
+def save_partial(out_dir: str, name: str, runs: dict, quick: bool, seed: int) -> None:
+    """Write the runs finished so far to ``histories.json`` (``"partial": true``), so a
+    study that is stopped can be rerun without training them again."""
+    os.makedirs(out_dir, exist_ok=True)
+    write_json(os.path.join(out_dir, "histories.json"),
+               {"study": name, "quick": quick, "seed": seed, "partial": True,
+                "runs": {k: v for k, v in runs.items() if not k.startswith("_")}})
+
+
 def compute_seconds(runs: dict) -> float:
     """Seconds of training recorded in the histories of ``runs`` (tinynet and twin)."""
     total = 0.0

@@ -59,6 +59,7 @@ def run(out_dir: str, quick: bool = False, seed: int = 0, use_torch: bool = True
         r = common.train_pair(key, build, ("sgd", LR), train, test, epochs, 64, False, seed,
                               use_torch, device, previous=previous)
         runs[key] = r
+        common.save_partial(out_dir, NAME, runs, quick, seed)
         check = "yes" if r["params"] == expected else f"NO (studies.md: {expected:,})"
         rows.append([key, structure, r["params"], check, reported,
                      common.outcome(r["tinynet"]), common.outcome(r["torch"])])

@@ -103,6 +103,7 @@ def run(out_dir: str, quick: bool = False, seed: int = 0, use_torch: bool = True
                               use_torch, device, grad_norm_steps=steps, max_steps=steps,
                               previous=previous)
         runs[key] = r
+        common.save_partial(out_dir, NAME, runs, quick, seed)
         g = r["tinynet"]["grad_norm"]
         tg = r["torch"]["grad_norm"] if r["torch"] else None
         rows.append([f"{key} MLP", REPORTED[key], f"{g[0]:.3f} -> {g[-1]:.3f}",

@@ -51,6 +51,7 @@ def run(out_dir: str, quick: bool = False, seed: int = 0, use_torch: bool = True
         r = common.train_pair(key, build, ("sgd", LR), train, test, epochs, 64, True, seed,
                               use_torch, device, grad_norm_steps=steps, previous=previous)
         runs[key] = r
+        common.save_partial(out_dir, NAME, runs, quick, seed)
         h, th = r["tinynet"], r["torch"]
         rows.append([key, reported, common.outcome(h), common.outcome(th),
                      f"{h['test_loss'][-1]:.4f}", r["params"], f"{sum(h['seconds']):.0f}",

@@ -63,6 +63,7 @@ def run(out_dir: str, quick: bool = False, seed: int = 0, use_torch: bool = True
                     key, lambda act=act: models.base_mlp(act), (opt, lr), train, test, 1,
                     batch, False, seed, use_torch, device, previous=previous,
                     config={"act": act})
+                common.save_partial(out_dir, NAME, runs, quick, seed)
             r = runs[key]
             h, th = r["tinynet"], r["torch"]
             rows.append([opt, f"{lr:g}", str(batch), act, common.outcome(h),

@@ -61,6 +61,7 @@ def run(out_dir: str, quick: bool = False, seed: int = 0, use_torch: bool = True
                               64, False, seed, use_torch, device, init=init,
                               previous=previous, config={"init": key})
         runs[key] = r
+        common.save_partial(out_dir, NAME, runs, quick, seed)
         h, th = r["tinynet"], r["torch"]
         rows.append([key, REPORTED[key], f"{h['train_loss'][0]:.4f}",
                      f"{h['train_loss'][-1]:.4f}",

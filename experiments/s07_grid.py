@@ -52,6 +52,7 @@ def run(out_dir: str, quick: bool = False, seed: int = 0, use_torch: bool = True
                                   seed, use_torch, device, previous=previous,
                                   config={"arch": arch, "act": act})
             runs[key] = r
+            common.save_partial(out_dir, NAME, runs, quick, seed)
             rows.append([act, arch, r["params"], REPORTED[(act, arch)],
                          common.outcome(r["tinynet"]), common.outcome(r["torch"]),
                          f"{sum(r['tinynet']['seconds']):.0f}"])

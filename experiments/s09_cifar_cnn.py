@@ -147,6 +147,7 @@ def run(out_dir: str, quick: bool = False, seed: int = 0, use_torch: bool = True
                               keep_model=key == "CNN + BN")
         trained = r.pop("_model", None) or trained
         runs[key] = r
+        common.save_partial(out_dir, NAME, runs, quick, seed)
         rows.append([key, REPORTED[key], common.outcome(r["tinynet"]),
                      common.outcome(r["torch"]), r["params"],
                      f"{sum(r['tinynet']['seconds']):.0f}"])

@@ -9,23 +9,37 @@ from __future__ import annotations
 
 from ..backend import get_array_module
 from ..checks import check_finite, checks_enabled
-from ..errors import ShapeError
+from ..errors import DTypeError, ShapeError
 from ..module import Module
 
 
 class _Elementwise(Module):
-    """Shared plumbing: the opt-in finite checks and the "forward first" guard."""
+    """Shared plumbing: input checks, the opt-in finite checks and the "forward first" guard.
+
+    ``_cached(value, dy)`` also checks that dy has the shape of the last forward's
+    output (a cached value of that shape), so a wrong gradient cannot broadcast.
+    """
 
     def _enter(self, x):
         if not hasattr(x, "shape"):
             raise ShapeError(f"{self.describe()}: expected an array, got {type(x).__name__}")
+        if x.dtype.kind != "f":
+            raise DTypeError(f"{self.describe()}: got {x.dtype} input, expected a "
+                             f"floating-point dtype (float32 or float64)")
         if checks_enabled():
             check_finite(x, self.describe())
         return get_array_module(x)
 
-    def _cached(self, value):
+    def _cached(self, value, dy=None):
         if value is None:
             raise RuntimeError(f"{self.describe()}: backward called before forward")
+        if dy is not None:
+            if tuple(getattr(dy, "shape", ())) != tuple(value.shape):
+                raise ShapeError(f"{self.describe()}: got gradient of shape "
+                                 f"{tuple(getattr(dy, 'shape', ()))}, expected "
+                                 f"{tuple(value.shape)} (the last forward's output)")
+            if checks_enabled():
+                check_finite(dy, self.describe(), "gradient")
         return value
 
 
@@ -45,7 +59,7 @@ class ReLU(_Elementwise):
         return y
 
     def backward(self, dy, input_grad: bool = True):
-        y = self._cached(self._y)
+        y = self._cached(self._y, dy)
         xp = get_array_module(dy)
         return xp.multiply(dy, y > 0)
 
@@ -63,7 +77,7 @@ class Tanh(_Elementwise):
         return y
 
     def backward(self, dy, input_grad: bool = True):
-        y = self._cached(self._y)
+        y = self._cached(self._y, dy)
         return dy * (1 - y * y)
 
 
@@ -85,7 +99,7 @@ class Sigmoid(_Elementwise):
         return y
 
     def backward(self, dy, input_grad: bool = True):
-        y = self._cached(self._y)
+        y = self._cached(self._y, dy)
         return dy * (y * (1 - y))
 
 
@@ -106,7 +120,7 @@ class LeakyReLU(_Elementwise):
         return xp.where(positive, x, x * x.dtype.type(self.negative_slope))
 
     def backward(self, dy, input_grad: bool = True):
-        positive = self._cached(self._positive)
+        positive = self._cached(self._positive, dy)
         xp = get_array_module(dy)
         return xp.where(positive, dy, dy * dy.dtype.type(self.negative_slope))
 
@@ -131,7 +145,7 @@ class ELU(_Elementwise):
         return y
 
     def backward(self, dy, input_grad: bool = True):
-        y, positive = self._cached(self._y), self._positive
+        y, positive = self._cached(self._y, dy), self._positive
         xp = get_array_module(dy)
         return xp.where(positive, dy, dy * (y + y.dtype.type(self.alpha)))
 

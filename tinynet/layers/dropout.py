@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 
 from ..backend import get_array_module
-from ..errors import ShapeError
+from ..checks import check_finite, checks_enabled
+from ..errors import DTypeError, ShapeError
 from ..module import Module
 from ..random import default_generator
 
@@ -31,8 +32,17 @@ class Dropout(Module):
         self.p = float(p)
         self.next_mask = None
         self._mask = None
+        self._shape = None
 
     def forward(self, x):
+        if not hasattr(x, "shape"):
+            raise ShapeError(f"{self.describe()}: expected an array, got {type(x).__name__}")
+        if x.dtype.kind != "f":
+            raise DTypeError(f"{self.describe()}: got {x.dtype} input, expected a "
+                             f"floating-point dtype (float32 or float64)")
+        if checks_enabled():
+            check_finite(x, self.describe())
+        self._shape = tuple(x.shape)
         if not self.training or self.p == 0.0:
             self._mask = None
             return x
@@ -50,6 +60,12 @@ class Dropout(Module):
         return x * mask
 
     def backward(self, dy, input_grad: bool = True):
+        if self._shape is not None and tuple(getattr(dy, "shape", ())) != self._shape:
+            raise ShapeError(f"{self.describe()}: got gradient of shape "
+                             f"{tuple(getattr(dy, 'shape', ()))}, expected {self._shape} "
+                             f"(the last forward's output)")
+        if checks_enabled():
+            check_finite(dy, self.describe(), "gradient")
         if self._mask is None:
             return dy
         return dy * self._mask
@@ -69,6 +85,7 @@ class Flatten(Module):
         self.start_dim = int(start_dim)
         self.end_dim = int(end_dim)
         self._shape = None
+        self._out_shape = None
 
     def forward(self, x):
         if not hasattr(x, "shape"):
@@ -81,11 +98,16 @@ class Flatten(Module):
             raise ShapeError(f"{self.describe()}: cannot flatten dims {self.start_dim}.."
                              f"{self.end_dim} of an input of shape {shape}")
         self._shape = shape
-        return x.reshape(shape[:start] + (math.prod(shape[start:end + 1]),) + shape[end + 1:])
+        self._out_shape = shape[:start] + (math.prod(shape[start:end + 1]),) + shape[end + 1:]
+        return x.reshape(self._out_shape)
 
     def backward(self, dy, input_grad: bool = True):
         if self._shape is None:
             raise RuntimeError(f"{self.describe()}: backward called before forward")
+        if tuple(getattr(dy, "shape", ())) != self._out_shape:
+            raise ShapeError(f"{self.describe()}: got gradient of shape "
+                             f"{tuple(getattr(dy, 'shape', ()))}, expected {self._out_shape} "
+                             f"(the last forward's output)")
         return dy.reshape(self._shape)
 
     def extra_repr(self) -> str:

@@ -6,7 +6,7 @@ import numpy
 
 from ..backend import get_array_module
 from ..checks import check_finite, checks_enabled
-from ..errors import DTypeError
+from ..errors import DTypeError, ShapeError
 from ..init import pytorch_default_
 from ..module import Module, check_input
 from ..parameter import Parameter
@@ -69,6 +69,9 @@ class Linear(Module):
         if x is None:
             raise RuntimeError(f"{self.describe()}: backward called before forward")
         check_input(self, dy, 2, f"(N={x.shape[0]}, {self.out_features})", 1, self.out_features)
+        if dy.shape[0] != x.shape[0]:
+            raise ShapeError(f"{self.describe()}: got gradient of shape {tuple(dy.shape)}, "
+                             f"expected (N={x.shape[0]}, {self.out_features})")
         if checks_enabled():
             check_finite(dy, self.describe(), "gradient")
         xp = get_array_module(dy)

@@ -381,3 +381,27 @@ def test_cli_train_resume_after_sigterm(tmp_path):
     hb = json.loads((tmp_path / "run" / "history.json").read_text())
     for k in ("steps", "train_loss", "train_acc", "test_loss", "test_acc"):
         assert ha[k] == hb[k], k
+
+
+def test_resume_with_more_epochs_continues_a_finished_run(tmp_path):
+    rng = np.random.default_rng(4)
+    images = rng.integers(0, 256, (40, 3, 4), dtype=np.uint8)
+    labels = rng.integers(0, 3, 40)
+
+    def run(epochs, ckdir=None):
+        tinynet.manual_seed(6)
+        model = _mlp()
+        opt = Adam(model.parameters(), lr=0.01)
+        h = tinynet.fit(model, CrossEntropyLoss(), opt, (images, labels), epochs=epochs,
+                        batch_size=16, shuffle=True, seed=2, progress=False, log=None,
+                        checkpoint_dir=ckdir, resume=ckdir is not None)
+        return model, h
+
+    ref, h_ref = run(3)
+    run(1, tmp_path)
+    assert tinynet.load(tmp_path / "checkpoint.npz").progress["epoch"] == 2
+    model, h = run(3, tmp_path)
+    assert h["epoch"] == [1, 2, 3] and h["steps"] == h_ref["steps"]
+    assert h["train_loss"] == h_ref["train_loss"]
+    for k, v in ref.state_dict().items():
+        assert np.array_equal(model.state_dict()[k], v), k

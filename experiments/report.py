@@ -25,22 +25,46 @@ other jobs (two cores, eight engineers), so they overstate what the code needs.
 """
 
 
+def _partial_runs(folder: str) -> int:
+    path = os.path.join(folder, "histories.json")
+    if not os.path.isfile(path):
+        return 0
+    try:
+        with open(path) as f:
+            return len(json.load(f).get("runs", {}))
+    except (OSError, ValueError):
+        return 0
+
+
 def write_report(results: str = "results") -> str:
     parts = [INTRO]
-    timing = ["| study | title | mode | seconds | finished | machine |", "|---|---|---|---|---|---|"]
+    timing = ["| study | title | mode | wall s (last run) | training s (all runs) | finished |",
+              "|---|---|---|---|---|---|"]
+    machines = set()
     sections = []
     for name, module in registry.STUDIES.items():
         folder = os.path.join(results, name)
         meta_path = os.path.join(folder, "meta.json")
+        if registry.load_study(name) is None and not os.path.isfile(meta_path):
+            timing.append(f"| {name} | - | unavailable | - | - | - |")
+            sections.append(f"## {name.upper()}\n\nUnavailable: `experiments/{module}.py` "
+                            "does not exist yet.\n")
+            continue
         if not os.path.isfile(meta_path):
-            sections.append(f"## {name.upper()}\n\nNot run yet (no `{folder}/meta.json`).\n")
+            partial = _partial_runs(folder)
+            what = (f"Stopped before it finished: {partial} run(s) saved in "
+                    f"`{folder}/histories.json`; rerunning the study reuses them."
+                    if partial else f"Not run yet (no `{folder}/meta.json`).")
+            timing.append(f"| {name} | - | not finished | - | - | - |")
+            sections.append(f"## {name.upper()}\n\n{what}\n")
             continue
         with open(meta_path) as f:
             meta = json.load(f)
         mode = "QUICK" if meta.get("quick") else "full"
+        machines.add(meta.get("machine", ""))
         timing.append(f"| {name} | {meta.get('title', '')} | {mode} | "
-                      f"{meta.get('seconds', 0):.0f} | {meta.get('finished', '')} | "
-                      f"{meta.get('machine', '')} |")
+                      f"{meta.get('seconds', 0):.0f} | {meta.get('train_seconds', 0):.0f} | "
+                      f"{meta.get('finished', '')} |")
         with open(os.path.join(folder, "table.md")) as f:
             table = f.read()
         # demote the table file's headings one level under the study's heading
@@ -50,14 +74,20 @@ def write_report(results: str = "results") -> str:
         discussion = getattr(mod, "DISCUSSION", "") if mod else ""
         text = [table.strip(), "", f"**Summary.** {meta.get('summary', '')}", ""]
         if discussion:
-            text += [f"**What it shows.** {discussion.strip()}", ""]
+            label = "What it shows" if mode == "full" else \
+                "What the full run is meant to show (this one was QUICK)"
+            text += [f"**{label}.** {' '.join(discussion.split())}", ""]
         text.append(f"*{mode} run, {meta.get('seconds', 0):.0f} s, seed {meta.get('seed')}, "
                     f"{meta.get('machine', '')}*\n")
         for png in meta.get("files", []):
             if png.endswith(".png"):
                 text.append(f"![{name} {png}]({name}/{png})\n")
         sections.append("\n".join(text))
-    parts.append("## Machine and time per study\n\n" + "\n".join(timing) + "\n")
+    parts.append("## Machine and time per study\n\n" + "\n".join(timing) + "\n\n"
+                 "Wall seconds are those of the last invocation (runs reused from an earlier, "
+                 "interrupted invocation cost nothing then); training seconds add up the "
+                 "recorded training time of every run, tinynet and twin, whenever it ran.\n\n"
+                 + "\n".join(f"Machine: {m}" for m in sorted(machines) if m) + "\n")
     parts += sections
     parts.append(f"\n*Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.*\n")
     path = os.path.join(results, "REPORT.md")

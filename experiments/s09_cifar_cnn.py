@@ -104,12 +104,14 @@ def _pictures(out_dir: str, model, image) -> list:
     files.append(save_figure(fig, os.path.join(out_dir, "filters_last.png")))
     for tag, idx in (("first", first), ("last", last)):
         fm = maps[idx]
-        fig, axes = plt.subplots(4, 9, figsize=(9, 4.4))
+        shown = min(35, fm.shape[0])
+        nrows = (shown + 1 + 8) // 9
+        fig, axes = plt.subplots(nrows, 9, figsize=(9, 1.1 * nrows + 0.5), squeeze=False)
         axes[0, 0].imshow(image)
         axes[0, 0].set_title("input", fontsize=6)
         for k, ax in enumerate(axes.ravel()):
             ax.axis("off")
-            if 1 <= k <= min(35, fm.shape[0]):
+            if 1 <= k <= shown:
                 ax.imshow(fm[k - 1], cmap="viridis")
                 ax.set_title(str(k - 1), fontsize=6)
         fig.suptitle(f"S9: feature maps of the {tag} conv layer ({fm.shape[1]}x{fm.shape[2]}) "

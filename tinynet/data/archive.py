@@ -39,7 +39,10 @@ MAX_MEMBERS = 1_000_000
 KEEP_BYTES = 64 << 20  # bytes of earlier files iter_files keeps for hard links to them
 
 # Exceptions tarfile, gzip, bz2, lzma and zlib raise on corrupt or truncated input.
-_CORRUPT = (tarfile.TarError, EOFError, zlib.error, OSError, ValueError, UnicodeError)
+# TypeError and IndexError too: tarfile's stream reader parses a gzip header cut short
+# with ord(b"") (found by tests/test_fuzz_readers.py, replayed from tests/corpus/).
+_CORRUPT = (tarfile.TarError, EOFError, zlib.error, OSError, ValueError, UnicodeError,
+            TypeError, IndexError)
 try:  # pragma: no cover - depends on how Python was built
     import lzma
     _CORRUPT += (lzma.LZMAError,)

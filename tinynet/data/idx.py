@@ -79,12 +79,16 @@ def _gunzip(raw: bytes) -> bytes:
 def validate_pair(images: np.ndarray, labels: np.ndarray, name: str,
                   num_classes: int = 10) -> None:
     """Check that an IDX image file and its label file belong together."""
-    if images.ndim != 3:
-        raise DataError(f"{name}: images have shape {images.shape}, expected (N, H, W)")
+    if images.ndim != 3 or images.dtype != np.uint8:
+        raise DataError(f"{name}: images are {images.dtype} of shape {images.shape}, expected "
+                        f"uint8 (N, H, W) (IDX type code 0x08)")
     if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
         raise DataError(f"{name}: {images.shape[0]} images but labels of shape {labels.shape}")
-    if labels.size and int(labels.max()) >= num_classes:
-        raise DataError(f"{name}: label {int(labels.max())} outside [0, {num_classes})")
+    if labels.dtype.kind not in "iu":  # float or signed types from a corrupt type code
+        raise DataError(f"{name}: labels are {labels.dtype}, expected integers")
+    if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        bad = int(labels.min()) if int(labels.min()) < 0 else int(labels.max())
+        raise DataError(f"{name}: label {bad} outside [0, {num_classes})")
 
 
 __all__ = ["read_idx", "read_idx_bytes", "validate_pair"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tinynet import CrossEntropyLoss, MSELoss
 from tinynet.errors import DTypeError, LabelError, ShapeError
@@ -121,3 +123,19 @@ def test_mse_against_torch(torch):
 def test_mse_shape_error(xp):
     with pytest.raises(ShapeError, match=r"\(3, 5\).*\(5, 3\)"):
         MSELoss()(xp.asarray(np.zeros((3, 5))), xp.asarray(np.zeros((5, 3))))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 6), st.integers(1, 7), st.floats(1e-3, 1e3), st.integers(0, 2 ** 31))
+def test_cross_entropy_random_shapes_and_scales(n, c, scale, seed):
+    """Against log-softmax written with logaddexp (no max-subtraction trick)."""
+    rng = np.random.default_rng(seed)
+    z, t = rng.normal(scale=scale, size=(n, c)), rng.integers(0, c, size=n)
+    log_p = z - np.logaddexp.reduce(z, axis=1, keepdims=True)
+    loss_fn = CrossEntropyLoss()
+    assert loss_fn(z, t) == pytest.approx(-log_p[np.arange(n), t].mean(), rel=1e-9, abs=1e-12)
+    expected = (np.exp(log_p) - np.eye(c)[t]) / n
+    # log p is a difference of numbers of size |z|, so it carries an absolute rounding
+    # error of a few eps * |z| (in the reference too): p - onehot cannot be better.
+    atol = 4 * np.finfo(np.float64).eps * max(1.0, np.abs(z).max()) / n
+    np.testing.assert_allclose(loss_fn.backward(), expected, rtol=1e-9, atol=atol)

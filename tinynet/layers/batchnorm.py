@@ -114,9 +114,11 @@ class _BatchNorm(Module):
             if m <= 1:
                 raise ShapeError(f"{self.describe()}: expected more than 1 value per channel "
                                  f"when training, got input of shape {tuple(x.shape)}")
-            mean = x.mean(axis=axes)
+            # Sums accumulate in float64 (as PyTorch's CPU kernels): a float32 sum over
+            # strided axes (Conv2d's channels-last output) is naive, its error grows with M.
+            mean = x.mean(axis=axes, dtype=xp.float64).astype(x.dtype)
             xc = x - mean.reshape(bshape)
-            var = xp.mean(xc * xc, axis=axes)
+            var = xp.mean(xc * xc, axis=axes, dtype=xp.float64).astype(x.dtype)
             inv_std = 1.0 / xp.sqrt(var + x.dtype.type(self.eps))
             xhat = xc
             xhat *= inv_std.reshape(bshape)
@@ -160,8 +162,8 @@ class _BatchNorm(Module):
         bshape = self._shape(dy)
         need_stats = self.affine or (use_batch and input_grad)
         if need_stats:
-            dbeta = dy.sum(axis=axes)
-            dgamma = (dy * xhat).sum(axis=axes)
+            dbeta = dy.sum(axis=axes, dtype=xp.float64).astype(dy.dtype)
+            dgamma = (dy * xhat).sum(axis=axes, dtype=xp.float64).astype(dy.dtype)
         if self.affine:
             self.weight.accumulate(dgamma)
             self.bias.accumulate(dbeta)

@@ -40,7 +40,7 @@ from typing import Any, Callable, Iterable
 import numpy
 
 from . import layers as _layers
-from .backend import device_of, to_device, to_numpy
+from .backend import get_array_module, to_numpy
 from .errors import ShapeError, TinynetError
 from .losses import CrossEntropyLoss, MSELoss
 from .module import Module, Sequential
@@ -650,11 +650,19 @@ def _torch_pass(torch, twin, m: Module, x_host, t_host, torch_loss, seed: int) -
     return out
 
 
+def _array_module(m: Module):
+    """The array module of ``m``'s parameters or buffers (NumPy, CuPy, the stand-in)."""
+    for a in list(m.parameters()) + list(m.buffers()):
+        if a is not None:
+            return get_array_module(a.data if hasattr(a, "grad_buffer") else a)
+    return numpy
+
+
 def _tinynet_pass(m: Module, x_host, t_host, loss_fn) -> dict:
-    device = _model_device(m)
+    xp = _array_module(m)
     m.zero_grad()
-    y = m(to_device(x_host, device))
-    value = loss_fn(y, to_device(t_host, device))
+    y = m(xp.asarray(x_host))
+    value = loss_fn(y, xp.asarray(t_host))
     dx = m.backward(loss_fn.backward())
     out = {"output": y, "loss": numpy.array(value), "dL/dx": dx}
     for key, p in m.named_parameters():
@@ -693,12 +701,6 @@ def _compare_once(torch, m: Module, x, target, loss, dt: str, name: str, mode: s
         rows.append(Row(name, dt, mode, key, *difference(a, theirs[key]), tol,
                         raised=tol > TOLERANCES[dt]))
     return ParityReport(rows)
-
-
-def _model_device(model: Module) -> str:
-    for p in model.parameters():
-        return device_of(p.data)
-    return "cpu"
 
 
 # --------------------------------------------------------------------------- trajectories
@@ -753,7 +755,7 @@ def trajectory(model: Module, batches: Iterable, optimizer: str = "sgd", hyper: 
     loss_fn, torch_loss, kind = _loss_pair(loss)
     loss_fn = copy.copy(loss_fn)
     opt, topt = _optimizers(optimizer, m, twin, hyper)
-    device = _model_device(m)
+    xp = _array_module(m)
     masks = _DropoutMasks(m, twin, seed)
     ours, theirs = [], []
     try:
@@ -766,8 +768,8 @@ def trajectory(model: Module, batches: Iterable, optimizer: str = "sgd", hyper: 
             topt.step()
             theirs.append(float(lt.detach()))
             opt.zero_grad()
-            y = m(to_device(x_host, device))
-            ours.append(loss_fn(y, to_device(t_host, device)))
+            y = m(xp.asarray(x_host))
+            ours.append(loss_fn(y, xp.asarray(t_host)))
             m.backward(loss_fn.backward(), input_grad=False)
             opt.step()
     finally:

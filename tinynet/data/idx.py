@@ -80,8 +80,8 @@ def validate_pair(images: np.ndarray, labels: np.ndarray, name: str,
                   num_classes: int = 10) -> None:
     """Check that an IDX image file and its label file belong together."""
     if images.ndim != 3 or images.dtype != np.uint8:
-        raise DataError(f"{name}: images are {images.dtype} of shape {images.shape}, expected "
-                        f"uint8 (N, H, W) (IDX type code 0x08)")
+        raise DataError(f"{name}: images are {images.dtype} of shape {images.shape}, "
+                        f"expected (N, H, W) uint8 (IDX type code 0x08)")
     if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
         raise DataError(f"{name}: {images.shape[0]} images but labels of shape {labels.shape}")
     if labels.dtype.kind not in "iu":  # float or signed types from a corrupt type code

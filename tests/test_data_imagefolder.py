@@ -331,3 +331,9 @@ def test_cifar10_jpeg_not_found(tmp_path, monkeypatch):
     monkeypatch.setenv("TINYNET_DATA", str(tmp_path))
     with pytest.raises(DataError, match="cifar10-jpeg"):
         tinynet.data.load("cifar10-jpeg", "train", download=False)
+
+
+def test_cifar10_jpeg_no_mirror_says_where_to_put_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("TINYNET_DATA", str(tmp_path))
+    with pytest.raises(DataError, match="no download mirror; set TINYNET_DATA"):
+        tinynet.data.load("cifar10-jpeg", "train")

@@ -169,6 +169,18 @@ def test_fuzz_idx(tmp_path, n, h, which, header, edits, gz):
                          folder, f"idx-{which}", raw)
 
 
+@pytest.mark.parametrize("labels, match", [
+    (np.array([1, -1], np.int8), r"label -1 outside \[0, 10\)"),  # IDX type 0x09
+    (np.array([1.0, 2.0], ">f4"), "labels are float32, expected integers"),  # 0x0D
+])
+def test_idx_pair_regressions(labels, match):
+    images = np.zeros((2, 3, 4), np.uint8)
+    with pytest.raises(DataError, match=match):
+        idx.validate_pair(images, labels.astype(labels.dtype.newbyteorder("=")), "pair")
+    with pytest.raises(DataError, match=r"int8 of shape \(2, 3, 4\), expected \(N, H, W\)"):
+        idx.validate_pair(images.astype(np.int8), np.array([1, 2], np.uint8), "pair")
+
+
 @FUZZ
 @given(raw=st.binary(max_size=64))
 def test_fuzz_idx_random_bytes(raw):

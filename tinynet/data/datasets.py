@@ -170,6 +170,10 @@ def fetch(name: str, split: str = "train", root: str | None = None,
         if _existing(folder, filename, inf):
             continue
         urls = [m.rstrip("/") + "/" + filename for m in (mirrors or inf.mirrors)]
+        if not urls:  # e.g. cifar10-jpeg: a provided copy only, no public mirror
+            raise DataError(f"{name}: {filename} not found in {search_paths(name)} and "
+                            f"{name} has no download mirror; set TINYNET_DATA to a folder "
+                            f"holding {name}/{filename}, or pass root=")
         _download(urls, os.path.join(folder, filename), md5=inf.md5.get(filename),
                   md5_decompressed=inf.md5_decompressed, progress=progress)
     return folder

@@ -37,6 +37,7 @@ BATCHES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_bat
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
            "truck"]
 MAX_BATCH_BYTES = 256 << 20  # a real batch pickle is 31 MB
+MAX_ARCHIVE_BYTES = 2 << 30  # the real archive unpacks to 178 MB: a gzip bomb stops here
 
 
 def _key(k) -> str | None:
@@ -119,7 +120,8 @@ def read_cifar10(folder: str, split: str = "train") -> tuple[np.ndarray, np.ndar
     parts: dict[str, tuple] = {}
     if os.path.isfile(archive):
         members = {f"{FOLDER}/{b}": b for b in wanted}
-        for member, raw in iter_files(archive, max_member_bytes=MAX_BATCH_BYTES):
+        for member, raw in iter_files(archive, max_member_bytes=MAX_BATCH_BYTES,
+                                      max_total_bytes=MAX_ARCHIVE_BYTES):
             if member in members:
                 name = f"{archive}:{member}"
                 if members[member] in parts:

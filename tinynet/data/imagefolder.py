@@ -41,6 +41,8 @@ from .download import atomic_write
 IMG_EXTENSIONS = (".png", ".jpg", ".jpeg")
 SPLITS = ("train", "test")
 MAX_PIXELS = 1 << 24  # 4096 x 4096: larger images are refused before decoding
+MAX_IMAGE_BYTES = 64 << 20  # one image file; and all of an archive's files (held in memory):
+MAX_ARCHIVE_BYTES = 4 << 30
 CACHE_VERSION = "1"
 
 
@@ -111,7 +113,9 @@ class _Source:
         """``(files, dirs)``: files maps a relative path to its bytes (or a path to read)."""
         files, dirs = {}, set()
         if self.kind == "archive":
-            for name, data in iter_files(self.root, include_dirs=True):
+            for name, data in iter_files(self.root, include_dirs=True,
+                                         max_member_bytes=MAX_IMAGE_BYTES,
+                                         max_total_bytes=MAX_ARCHIVE_BYTES):
                 if data is None:
                     dirs.add(name)
                 else:

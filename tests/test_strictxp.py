@@ -158,6 +158,21 @@ def test_copies_and_iteration(a):
     assert [type(r) for r in a] == [StrictArray, StrictArray]
 
 
+def test_random_draws_are_device_arrays():
+    g = sx.random.default_rng(0)
+    r = g.random((2, 3))
+    assert isinstance(r, StrictArray) and r.shape == (2, 3)
+    np.testing.assert_array_equal(r.get(), np.random.default_rng(0).random((2, 3)))
+    assert isinstance(sx.random.rand(2), StrictArray)
+
+
+def test_asarray_order_and_dtype(a):
+    f = sx.asarray(np.ones((2, 3)), order="F")
+    assert f.flags["F_CONTIGUOUS"]
+    assert sx.asarray(a) is a
+    assert sx.asarray(a, dtype=np.float64).dtype == np.float64
+
+
 def test_unknown_attribute():
     with pytest.raises(AttributeError, match="strictxp"):
         sx.not_a_numpy_function  # noqa: B018

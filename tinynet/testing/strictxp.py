@@ -36,8 +36,9 @@ How it works
   (including ``out=``), call NumPy and wrap array results; ufuncs keep ``.reduce``,
   ``.at``, ``.outer``...; dtypes, scalar types and constants (``float32``, ``pi``,
   ``newaxis``) pass through; sub-modules (``random``, ``linalg``, ``fft``) are wrapped
-  the same way. ``ndarray`` is :class:`StrictArray`, so ``isinstance(x, xp.ndarray)``
-  holds. Extra: ``asarray``, ``asnumpy``, ``get_array_module``.
+  the same way, and so are the random generators they return. ``ndarray`` is
+  :class:`StrictArray`, so ``isinstance(x, xp.ndarray)`` holds. Extra: ``asarray``,
+  ``asnumpy``, ``get_array_module``.
 
 What it does not model: CuPy's dtype promotion quirks, streams and asynchrony, memory
 pools, and functions NumPy has but CuPy lacks. It checks *where data lives*, not speed.
@@ -120,6 +121,8 @@ def _wrap(obj: Any, outs: dict | None = None) -> Any:
         return tuple(_wrap(o, outs) for o in obj)
     if isinstance(obj, list):
         return [_wrap(o, outs) for o in obj]
+    if isinstance(obj, (numpy.random.Generator, numpy.random.RandomState)):
+        return _Namespace(obj)  # its draws come back as stand-in arrays, as CuPy's do
     return obj
 
 
@@ -360,26 +363,27 @@ def _lookup(namespace: types.ModuleType, name: str) -> Any:
 
 
 class _Namespace:
-    """A NumPy sub-module (``random``, ``linalg``, ...) with the same wrapping."""
+    """A NumPy sub-module (``random``, ``linalg``, ...) or a random generator, wrapped."""
 
-    def __init__(self, module: types.ModuleType) -> None:
+    def __init__(self, module: Any) -> None:
         self._module = module
 
     def __getattr__(self, name: str) -> Any:
         return _lookup(self._module, name)
 
 
-def asarray(a: Any, dtype: Any = None) -> StrictArray:
+def asarray(a: Any, dtype: Any = None, order: Any = None) -> StrictArray:
     """Host data (NumPy array, list, scalar) -> a stand-in array (``cupy.asarray``).
 
     The explicit host-to-device copy: the one place a raw ``numpy.ndarray`` is accepted.
     A stand-in array is returned as is (cast when ``dtype`` differs).
     """
     if isinstance(a, StrictArray):
-        return a if dtype is None or a.dtype == numpy.dtype(dtype) else a.astype(dtype)
+        return StrictArray(numpy.asarray(a._a, dtype=dtype, order=order)) \
+            if dtype is not None or order is not None else a
     if hasattr(a, "detach"):
         raise _mixing_error(a)
-    return StrictArray(numpy.array(a, dtype=dtype, copy=True))
+    return StrictArray(numpy.array(a, dtype=dtype, order=order or "K", copy=True))
 
 
 def array(a: Any, dtype: Any = None, copy: bool = True, **kwargs) -> StrictArray:

@@ -124,8 +124,9 @@ class _Array:
                 raise _Refused(f"array state version {_short(state[0])}, expected 1")
             state = state[1:]
         shape, dtype, fortran, raw = state
-        self.array = _build_array(raw, dtype, shape, "F" if fortran is True else "C",
-                                  fortran_ok=isinstance(fortran, bool))
+        # is_fortran is a bool (0/1 in protocol-0/1 pickles of old NumPy versions)
+        self.array = _build_array(raw, dtype, shape, "F" if fortran else "C",
+                                  fortran_ok=type(fortran) in (bool, int) and fortran in (0, 1))
 
 
 def _build_array(raw, dtype, shape, order: str, fortran_ok: bool = True) -> np.ndarray:

@@ -18,6 +18,8 @@ import pytest
 
 import tinynet
 from tinynet import data
+from tinynet.data import DataLoader
+from tinynet.train import global_grad_norm
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -141,3 +143,36 @@ def test_fit_max_steps():
                           lr=0.1), _blobs(), None, epochs=5, batch_size=16, max_steps=20,
                           progress=False, log=None)
     assert len(history["steps"]) == 20 and history["epoch"] == [1, 2]
+
+
+class _DeviceLoader(DataLoader):
+    """Batches delivered on the ``xp`` backend under test (the stand-in has no device name)."""
+
+    def __init__(self, backend, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.backend = backend
+
+    def __iter__(self):
+        for x, y in super().__iter__():
+            yield self.backend.asarray(x), self.backend.asarray(y)
+
+
+def test_fit_and_evaluate_on_every_backend(xp):
+    """The training loop itself holds no host call: same history on every backend."""
+    histories = []
+    for backend in (None, xp):
+        model = _model()
+        if backend is not None:
+            model = backend.to(model)
+            train = _DeviceLoader(backend, *_blobs(240, 0), batch_size=16)
+            test = _DeviceLoader(backend, *_blobs(90, 1), batch_size=30)
+        else:
+            train, test = _blobs(240, 0), _blobs(90, 1)
+        histories.append(tinynet.fit(
+            model, tinynet.CrossEntropyLoss(), tinynet.SGD(model.parameters(), lr=0.5,
+                                                           momentum=0.5),
+            train, test, epochs=2, batch_size=16, progress=False, log=None,
+            callback=lambda step, loss, m: global_grad_norm(m)))
+    host, dev = histories
+    np.testing.assert_allclose(dev["steps"], host["steps"], rtol=1e-4)
+    np.testing.assert_allclose(dev["test_acc"], host["test_acc"], atol=100 / 90 + 1e-9)

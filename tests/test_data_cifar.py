@@ -395,3 +395,20 @@ def test_download_then_read(http_folder, tmp_path, monkeypatch):
                              progress=False)
     np.testing.assert_array_equal(x, to_hwc(test_x))
     assert y.tolist() == test_y
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 4, 5])
+@pytest.mark.parametrize("make", [
+    lambda: np.asfortranarray(np.arange(12, dtype=np.int64).reshape(3, 4)),
+    lambda: np.arange(6, dtype=">f4").reshape(2, 3),
+    lambda: np.array([True, False]),
+    lambda: np.zeros((0, 5), np.uint16),
+    lambda: np.full((), 2.5),
+])
+def test_safe_pickle_round_trips_plain_arrays(make, protocol):
+    a = make()
+    b = safe_pickle.loads(pickle.dumps({"a": [a, (a, b"x")]}, protocol=protocol), "f")["a"]
+    for got in (b[0], b[1][0]):
+        assert got.dtype == a.dtype and got.shape == a.shape
+        np.testing.assert_array_equal(got, a)
+    assert b[1][1] == b"x"

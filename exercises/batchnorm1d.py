@@ -10,8 +10,11 @@ every x in the batch, so dL/dx[n] gets contributions through xhat[n] directly, t
 mu and through var: the result has three terms. The cache holds xhat and 1/sqrt(var+eps).
 """
 
-from tinynet import Module, Parameter, get_array_module
+# ruff: noqa: F841, RUF059  (backward's first lines unpack what you will need)
+
 import numpy
+
+from tinynet import Module, Parameter, get_array_module
 
 
 class BatchNorm1d(Module):

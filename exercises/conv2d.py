@@ -11,9 +11,12 @@ Follow the same loop: for each offset, which dy's touched which inputs and weigh
 dL/dxpad, then cut the padding off. xp.einsum is handy.
 """
 
+# ruff: noqa: F841, RUF059  (backward's first lines unpack what you will need)
+
+import numpy
+
 from tinynet import Module, Parameter, get_array_module
 from tinynet.init import pytorch_default_
-import numpy
 
 
 def _pair(v):

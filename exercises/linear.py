@@ -11,9 +11,12 @@ the sum into a matrix product. Every gradient must have the shape of what it is 
 gradient of.
 """
 
+# ruff: noqa: F841, RUF059  (backward's first lines unpack what you will need)
+
+import numpy
+
 from tinynet import Module, Parameter, get_array_module  # noqa: F401
 from tinynet.init import pytorch_default_
-import numpy
 
 
 class Linear(Module):

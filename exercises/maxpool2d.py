@@ -10,6 +10,8 @@ overlap when the stride is smaller than the kernel; then one input can receive s
 gradients. Return dL/dx, shape (N, C, H, W).
 """
 
+# ruff: noqa: F841, RUF059  (backward's first lines unpack what you will need)
+
 from tinynet import Module, get_array_module
 
 

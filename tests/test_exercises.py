@@ -90,6 +90,16 @@ class ReLUWritesDy(S.ReLU):
         return dy
 
 
+class ReLUSignFlipped(S.ReLU):
+    def backward(self, dy, input_grad=True):
+        return -(dy * self._mask)
+
+
+class SigmoidReturnsNothing(S.Sigmoid):
+    def backward(self, dy, input_grad=True):
+        self._dx = dy * self._y * (1 - self._y)
+
+
 class SigmoidForgotOneMinus(S.Sigmoid):
     def backward(self, dy, input_grad=True):
         return dy * self._y
@@ -180,6 +190,8 @@ BROKEN = [
     (LinearOverwrites, "Linear", "Backward must ADD into .grad"),
     (ReLUInPlace, "ReLU", "mask were taken after the in-place ReLU"),
     (ReLUWritesDy, "ReLU", "Never modify dy in place"),
+    (ReLUSignFlipped, "ReLU", "Sign flipped."),
+    (SigmoidReturnsNothing, "Sigmoid", "backward returned None"),
     (SigmoidForgotOneMinus, "Sigmoid", "you multiplied by y only"),
     (CrossEntropyNoMean, "SoftmaxCrossEntropy", "Forgot the 1/N in cross-entropy"),
     (ConvFlipped, "Conv2d", "No kernel flip"),

@@ -53,7 +53,7 @@ def test_records_every_layer_call_in_both_phases():
 
 def test_statistics_equal_recomputed_values():
     model = _mlp()
-    x, t = _batch()
+    x, _t = _batch()
     with tinynet.trace(model) as tr:
         y = model(x)
     h = np.maximum(x.reshape(6, 12) @ model[1].weight.data.T + model[1].bias.data, 0)
@@ -104,10 +104,9 @@ def test_nothing_left_behind_and_nothing_recorded_outside():
 
 def test_exit_on_exception_restores_and_nested_traces():
     model = _mlp()
-    x, t = _batch()
-    with pytest.raises(tinynet.ShapeError):
-        with tinynet.trace(model):
-            model(x[:, :2])
+    x, _t = _batch()
+    with pytest.raises(tinynet.ShapeError), tinynet.trace(model):
+        model(x[:, :2])
     assert all("forward" not in m.__dict__ for m in model.modules())
     with tinynet.trace(model) as outer:
         with tinynet.trace(model) as inner:

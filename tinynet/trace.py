@@ -53,14 +53,14 @@ COLUMNS = ("layer", "type", "phase", "in_shape", "out_shape", "dtype", "mean", "
 def _stats(a) -> dict:
     """mean, std, min, max, L2 norm (accumulated in float64) and fraction of exact zeros."""
     if a is None or not hasattr(a, "shape"):
-        return dict(mean=None, std=None, min=None, max=None, norm=None, zeros=None)
+        return {"mean": None, "std": None, "min": None, "max": None, "norm": None, "zeros": None}
     xp = get_array_module(a)
     if a.size == 0:
-        return dict(mean=None, std=None, min=None, max=None, norm=0.0, zeros=None)
+        return {"mean": None, "std": None, "min": None, "max": None, "norm": 0.0, "zeros": None}
     a64 = a.astype(xp.float64, copy=False)
-    return dict(mean=float(a64.mean()), std=float(a64.std()), min=float(a64.min()),
-                max=float(a64.max()), norm=float(xp.sqrt(xp.vdot(a64.ravel(), a64.ravel()))),
-                zeros=float(xp.count_nonzero(a == 0)) / a.size)
+    return {"mean": float(a64.mean()), "std": float(a64.std()), "min": float(a64.min()),
+                "max": float(a64.max()), "norm": float(xp.sqrt(xp.vdot(a64.ravel(), a64.ravel()))),
+                "zeros": float(xp.count_nonzero(a == 0)) / a.size}
 
 
 def _norm(a) -> float | None:
@@ -94,7 +94,7 @@ class Trace:
         self._active = False
 
     # ------------------------------------------------------------------ context
-    def __enter__(self) -> "Trace":
+    def __enter__(self) -> Trace:
         if self._active:
             raise RuntimeError("this trace is already active; use a new tinynet.trace(model)")
         self._active = True
@@ -132,10 +132,10 @@ class Trace:
         source = out
         if out is None:  # backward(dy, input_grad=False): describe the dy that came in
             stats_of, source = "input", inp
-        row = dict(layer=m._name or type(m).__name__, type=type(m).__name__, phase=phase,
-                   call=len(self._rows), in_shape=_shape(inp), out_shape=_shape(out),
-                   dtype=str(getattr(source, "dtype", "")), stats_of=stats_of,
-                   in_norm=_norm(inp))
+        row = {"layer": m._name or type(m).__name__, "type": type(m).__name__, "phase": phase,
+                   "call": len(self._rows), "in_shape": _shape(inp), "out_shape": _shape(out),
+                   "dtype": str(getattr(source, "dtype", "")), "stats_of": stats_of,
+                   "in_norm": _norm(inp)}
         row.update(_stats(source))
         row["seconds"] = seconds
         self._rows.append(row)
@@ -207,7 +207,7 @@ class Trace:
         fwd = _last_per_layer(self.rows("forward"))
         bwd = _last_per_layer(self.rows("backward"))
         grads = self.param_grad_norms()
-        plt, (fig, (ax_a, ax_g)) = _figure(1, 2, figsize=(11, 4))
+        _plt, (fig, (ax_a, ax_g)) = _figure(1, 2, figsize=(11, 4))
         labels = [f"{k}\n{v['type']}" for k, v in fwd.items()]
         ax_a.semilogy(range(len(fwd)), [_pos(v["norm"]) for v in fwd.values()], "o-",
                       label="activation ||y||")

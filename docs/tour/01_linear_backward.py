@@ -37,7 +37,7 @@ import numpy as np
 ROOT = next((p for p in [Path.cwd(), *Path.cwd().parents] if (p / "tinynet").is_dir()), None)
 if ROOT is not None and str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-import tinynet  # noqa: E402
+import tinynet
 
 QUICK = os.environ.get("TINYNET_QUICK") == "1"
 OUT = os.environ.get("TINYNET_TOUR_OUT") or tempfile.mkdtemp(prefix="tinynet-tour-")

@@ -29,17 +29,18 @@ import numpy as np
 ROOT = next((p for p in [Path.cwd(), *Path.cwd().parents] if (p / "tinynet").is_dir()), None)
 if ROOT is not None and str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-import tinynet  # noqa: E402
-from tinynet.plot import save_figure  # noqa: E402
+import tinynet
+from tinynet.plot import save_figure
 
 QUICK = os.environ.get("TINYNET_QUICK") == "1"
 OUT = os.environ.get("TINYNET_TOUR_OUT") or tempfile.mkdtemp(prefix="tinynet-tour-")
 os.makedirs(OUT, exist_ok=True)
 rng = np.random.default_rng(0)
 
-import matplotlib  # noqa: E402
+import matplotlib
+
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 # %% [markdown]
 # ## Each layer's backward against its formula and against finite differences

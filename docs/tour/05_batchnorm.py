@@ -37,17 +37,18 @@ import numpy as np
 ROOT = next((p for p in [Path.cwd(), *Path.cwd().parents] if (p / "tinynet").is_dir()), None)
 if ROOT is not None and str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-import tinynet  # noqa: E402
-from tinynet.plot import save_figure  # noqa: E402
+import tinynet
+from tinynet.plot import save_figure
 
 QUICK = os.environ.get("TINYNET_QUICK") == "1"
 OUT = os.environ.get("TINYNET_TOUR_OUT") or tempfile.mkdtemp(prefix="tinynet-tour-")
 os.makedirs(OUT, exist_ok=True)
 rng = np.random.default_rng(0)
 
-import matplotlib  # noqa: E402
+import matplotlib
+
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 # %%
 N, C = 8, 5
@@ -67,8 +68,8 @@ g = dy * bn.weight.data
 by_hand = {"dx": s / N * (N * g - g.sum(0) - xhat * (g * xhat).sum(0)),
            "gamma": (dy * xhat).sum(0), "beta": dy.sum(0)}
 ours = {"dx": dx, "gamma": bn.weight.grad, "beta": bn.bias.grad}
-for k in by_hand:
-    err = np.max(np.abs(ours[k] - by_hand[k]))
+for k, expected in by_hand.items():
+    err = np.max(np.abs(ours[k] - expected))
     print(f"{k}: max |tinynet - three-term formula| = {err:.1e}")
     assert err < 1e-12
 

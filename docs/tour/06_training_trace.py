@@ -26,18 +26,20 @@ import numpy as np
 ROOT = next((p for p in [Path.cwd(), *Path.cwd().parents] if (p / "tinynet").is_dir()), None)
 if ROOT is not None and str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-import tinynet  # noqa: E402
-from tinynet.plot import save_figure  # noqa: E402
+import tinynet
+from tinynet.plot import save_figure
 
 QUICK = os.environ.get("TINYNET_QUICK") == "1"
 OUT = os.environ.get("TINYNET_TOUR_OUT") or tempfile.mkdtemp(prefix="tinynet-tour-")
 os.makedirs(OUT, exist_ok=True)
 rng = np.random.default_rng(0)
 
-import matplotlib  # noqa: E402
+import matplotlib
+
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from tinynet import data, models  # noqa: E402
+import matplotlib.pyplot as plt
+
+from tinynet import data, models
 
 # %% [markdown]
 # ## Data
@@ -121,15 +123,19 @@ last_trace.plot(os.path.join(OUT, "06_trace_lr1.png"), title="base MLP, lr 1, la
 
 # %% [markdown]
 # ## What the numbers say
-# lr = 0.1 makes steady progress. lr = 1 jumps far above the starting loss, then settles
-# near $\log 10$: the network has given up, and far more ReLU outputs are exactly zero.
+# lr = 0.1 makes steady progress. lr = 1 jumps far above the starting loss, then crawls
+# back near $\log 10$ with most ReLU outputs exactly zero; after the same number of steps
+# its loss is still several times larger. (S1 trains 10 epochs, at the end of which the
+# report's lr = 1 network predicts one class for everything: 10% accuracy.)
 
 # %%
 good, bad = runs[0.1], runs[1.0]
-assert np.mean(good["loss"][-20:]) < 1.5, "lr 0.1 should be learning"
+late_good, late_bad = np.mean(good["loss"][-20:]), np.mean(bad["loss"][-20:])
+print(f"mean loss over the last 20 steps: lr 0.1 {late_good:.3f}, lr 1 {late_bad:.3f}")
+assert late_good < 1.5, "lr 0.1 should be learning"
 assert np.nanmax(bad["loss"]) > 1.5 * bad["loss"][0] or not np.isfinite(bad["loss"][-1]), \
     "lr 1 should overshoot"
-assert not np.mean(bad["loss"][-20:]) < 2.0, "lr 1 should not be learning"
+assert not late_bad < 2 * late_good, "lr 1 should be far behind lr 0.1"
 dead_good, dead_bad = np.mean(good["dead"][-20:]), np.mean(bad["dead"][-20:])
 print(f"ReLU zeros over the last 20 steps: lr 0.1 {100 * dead_good:.0f}%, lr 1 {100 * dead_bad:.0f}%")
 assert dead_bad > dead_good

@@ -16,8 +16,16 @@ import sys
 from .grader import EXERCISES, ExerciseError, Grades, Report, grade, load_student
 from .hints import MISTAKES
 
-__all__ = ["grade", "main", "EXERCISES", "MISTAKES", "ExerciseError", "Grades", "Report",
-           "load_student"]
+__all__ = [
+    "EXERCISES",
+    "MISTAKES",
+    "ExerciseError",
+    "Grades",
+    "Report",
+    "grade",
+    "load_student",
+    "main",
+]
 
 WORKFLOW = """workflow (templates: exercises/*.py, e.g. linear.py, conv2d.py, batchnorm1d.py):
   1. read the template's docstring and forward; derive the gradients on paper

@@ -21,8 +21,9 @@ from __future__ import annotations
 import importlib.util
 import os
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -334,7 +335,7 @@ def grade_case(cls, ex: Exercise, spec: Spec, seed: int, use_torch: bool = True)
         res.status = "error"
         fail(str(e))
         return res
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 (student code may raise anything)
         res.status = "error"
         fail(f"constructing {cls.__name__}{spec.args} failed: {type(e).__name__}: {e}")
         return res
@@ -347,7 +348,7 @@ def grade_case(cls, ex: Exercise, spec: Spec, seed: int, use_torch: bool = True)
             y = stu(x.copy(), target.copy())
         else:
             y = stu(x.copy())
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 (student code may raise anything)
         res.status = "error"
         fail(f"forward raised {type(e).__name__}: {e}")
         return res
@@ -365,7 +366,7 @@ def grade_case(cls, ex: Exercise, spec: Spec, seed: int, use_torch: bool = True)
         res.status = "not implemented"
         fail("backward raises NotImplementedError: write it (see the docstring).")
         return res
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 (student code may raise anything)
         res.status = "error"
         frames = traceback.extract_tb(e.__traceback__)
         pkg = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -434,7 +435,7 @@ def grade_case(cls, ex: Exercise, spec: Spec, seed: int, use_torch: bool = True)
     # ---- gradients must accumulate
     try:
         _run(stu, x, target, None if dy is None else dy.copy(), ex.is_loss)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 (student code may raise anything)
         res.status = "error"
         fail(f"a second forward/backward raised {type(e).__name__}: {e}")
         return res
@@ -443,7 +444,7 @@ def grade_case(cls, ex: Exercise, spec: Spec, seed: int, use_torch: bool = True)
         if g2 is None or compare(g2, 2 * expected[name], 1e-8, 1e-10) is not None:
             res.status = "failed"
             hint = ("Backward must ADD into .grad (PyTorch accumulates until zero_grad): "
-                    "use self.%s.accumulate(g) or .grad += g, not .grad = g." % name) \
+                    f"use self.{name}.accumulate(g) or .grad += g, not .grad = g.") \
                 if g2 is not None and close_enough(g2, expected[name]) else ""
             fail(f"after two backward passes {name}.grad is not twice the gradient.", hint)
     return res
@@ -468,7 +469,7 @@ def load_student(path: str):
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
-    except Exception as e:
+    except Exception as e:  # student code may raise anything
         raise ExerciseError(f"running {path!r} failed: {type(e).__name__}: {e}") from e
     return module
 

@@ -12,8 +12,8 @@ All arrays here are host NumPy float64: grading runs on the CPU.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -134,11 +134,11 @@ def _ce_mistakes() -> list[Mistake]:
         return p, onehot, c.x.shape[0]
 
     def no_mean(c):
-        p, y, n = parts(c)
+        p, y, _n = parts(c)
         return {"dx": p - y}
 
     def no_onehot(c):
-        p, y, n = parts(c)
+        p, _y, n = parts(c)
         return {"dx": p / n}
 
     def sign(c):
@@ -262,7 +262,7 @@ def _bn_parts(c, ddof=0):
 
 def _bn_mistakes() -> list[Mistake]:
     def constants(c):
-        n, xhat, invstd, g = _bn_parts(c)
+        _n, _xhat, invstd, g = _bn_parts(c)
         return {"dx": g * invstd}
 
     def unbiased(c):
@@ -275,7 +275,7 @@ def _bn_mistakes() -> list[Mistake]:
         return {"dx": invstd / n * (n * g - xhat * (g * xhat).sum(0))}
 
     def no_var_term(c):
-        n, xhat, invstd, g = _bn_parts(c)
+        n, _xhat, invstd, g = _bn_parts(c)
         return {"dx": invstd / n * (n * g - g.sum(0))}
 
     def dgamma_no_xhat(c):
@@ -322,7 +322,7 @@ def known_mistake(exercise: str, grad: str, got, case: Case) -> Mistake | None:
     for m in MISTAKES.get(exercise, []):
         try:
             wrong = m.variant(case).get(grad)
-        except Exception:  # a variant that does not apply to this case
+        except Exception:  # noqa: BLE001, S112 (a variant that does not apply to this case)
             continue
         if wrong is not None and not close(wrong, case.expected[grad]) and close(got, wrong):
             return m
@@ -354,8 +354,8 @@ def generic_hint(grad: str, got, expected, n: int) -> str:
     if denom > 0:
         c = float(np.vdot(got, e)) / denom
         if close(got, c * e, 1e-6):
-            for value, text in ((1.0 / n, "Off by a factor 1/N: you averaged over the batch "
-                                          "where a sum is needed."),
+            for value, text in ((1.0 / n, ("Off by a factor 1/N: you averaged over the "
+                                           "batch where a sum is needed.")),
                                 (float(n), "Off by a factor N: forgot the 1/N of the mean."),
                                 (-1.0, "Sign flipped."),
                                 (2.0, "Twice the right value: added twice?"),

@@ -136,7 +136,7 @@ class Conv2d(Module):
 
     def forward(self, x):
         xp = get_array_module(x)
-        n, c, h, w = x.shape
+        n, _c, h, w = x.shape
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         oh, ow = self._out_size(h, w)
         xpad = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
@@ -191,7 +191,7 @@ class MaxPool2d(Module):
 
     def forward(self, x):
         xp = get_array_module(x)
-        n, c, h, w = x.shape
+        _n, _c, h, w = x.shape
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
         oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
         windows = xp.stack([x[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw]

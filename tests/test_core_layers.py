@@ -249,6 +249,11 @@ def test_flatten_dims_as_torch():
     assert Flatten(2)(x).shape == (2, 3, 20)
     with pytest.raises(ShapeError, match="Flatten"):
         Flatten(3, 1)(x)
+    # dims out of range are errors, as in torch (not wrapped around): (N,) has no dim 1
+    with pytest.raises(ShapeError, match=r"Flatten.*dims 1..-1.*\(5,\)"):
+        Flatten()(np.zeros(5))
+    with pytest.raises(ShapeError, match="Flatten"):
+        Flatten(0, 4)(x)
 
 
 # ------------------------------------------------------------------------ Dropout

@@ -94,7 +94,8 @@ class Flatten(Module):
         nd = len(shape)
         start = self.start_dim % nd if nd else 0
         end = self.end_dim % nd if nd else 0
-        if nd == 0 or start > end:
+        in_range = -nd <= self.start_dim < nd and -nd <= self.end_dim < nd  # no wrapping
+        if nd == 0 or not in_range or start > end:
             raise ShapeError(f"{self.describe()}: cannot flatten dims {self.start_dim}.."
                              f"{self.end_dim} of an input of shape {shape}")
         self._shape = shape

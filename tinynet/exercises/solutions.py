@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import numpy
 
-from ..backend import get_array_module
-from ..init import pytorch_default_
-from ..module import Module
-from ..parameter import Parameter
+from tinynet.backend import get_array_module
+from tinynet.init import pytorch_default_
+from tinynet.module import Module
+from tinynet.parameter import Parameter
 
 
 def _pair(v) -> tuple[int, int]:

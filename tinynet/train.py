@@ -163,8 +163,8 @@ def fit(model: Module, loss_fn, optimizer, train, test=None, epochs: int = 1,
                          f"got {checkpoint_every}")
     if resume and checkpoint_dir is None:
         raise ValueError("fit: resume=True needs checkpoint_dir")
-    ckpt_path = None if checkpoint_dir is None else os.path.join(checkpoint_dir,
-                                                                 CHECKPOINT_NAME)
+    ckpt_path = None if checkpoint_dir is None else os.path.join(
+        os.path.abspath(checkpoint_dir), CHECKPOINT_NAME)
     setup = {"batch_size": loader.batch_size, "shuffle": loader.shuffle,
              "drop_last": loader.drop_last, "samples": int(loader.images.shape[0])}
     if resume and os.path.exists(ckpt_path):

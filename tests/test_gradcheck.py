@@ -307,3 +307,26 @@ def test_command_rejects_unknown_names(capsys):
 def test_every_study_model_has_a_configuration():
     names = suite.configurations()
     assert all(f"model {m}" in names for m in models.MODELS)
+
+
+# ----------------------------------------------------------------- the S8 study
+@pytest.mark.slow
+def test_s8_quick_shows_the_v_in_both_dtypes(tmp_path):
+    s08 = pytest.importorskip("experiments.s08_fd")
+    try:
+        result = s08.run(str(tmp_path), quick=True, use_torch=False)
+    except tinynet.DataError as e:
+        pytest.skip(f"Fashion-MNIST not available: {e}")
+    import json
+    assert (tmp_path / "fd_error.png").stat().st_size > 10_000
+    assert "| N | eps = 1/N | float32 | float64 |" in (tmp_path / "table.md").read_text()
+    assert result["summary"].startswith("S8:")
+    fd = json.loads((tmp_path / "histories.json").read_text())["runs"]["fd"]
+    assert fd["float32_minimum_at_larger_eps"] is True
+    e32 = fd["results"]["float32"]["errors"]
+    e64 = fd["results"]["float64"]["errors"]
+    # float64 truncation arm: halving eps quarters the error (O(eps^2))
+    assert 3.0 < e64["100"] / e64["200"] < 5.0
+    # round-off arms: the error at the smallest eps is far above each minimum
+    for e in (e32, e64):
+        assert e["500000"] > 10 * min(e.values())

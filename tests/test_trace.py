@@ -217,3 +217,34 @@ def test_trace_on_every_backend(xp):
         assert a["zeros"] == b["zeros"]
     for k, v in ref.param_grad_norms().items():
         assert tr.param_grad_norms()[k] == pytest.approx(v, rel=1e-5)
+
+
+def test_nested_modules_are_named_by_their_state_dict_prefix():
+    tinynet.manual_seed(0)
+    model = tinynet.Sequential(tinynet.layers.residual_block(2, 3, stride=2),
+                               tinynet.Flatten(), tinynet.Linear(3 * 2 * 2, 4)).double()
+    x = np.random.default_rng(0).standard_normal((3, 2, 4, 4))
+    with tinynet.trace(model) as tr:
+        _step(model, x, np.array([0, 1, 3]))
+    names = [r["layer"] for r in tr.rows("forward")]
+    leaves = [name for name, m in model.named_modules() if next(m.children(), None) is None]
+    assert sorted(names) == sorted(leaves)          # every leaf once, containers never
+    assert "0.0.body.0" in names and "0.0.projection.0" in names
+    params = {name.rsplit(".", 1)[0] for name, _ in model.named_parameters()}
+    assert params <= set(names)
+    assert set(tr.param_grad_norms()) == {k for k, _ in model.named_parameters()}
+    assert all("forward" not in m.__dict__ for m in model.modules())
+
+
+def test_cli_fashion_mnist_batch_and_plot(tmp_path, capsys):
+    from tinynet import data
+    try:
+        data.load("fashion-mnist", "test", download=False)
+    except tinynet.DataError:
+        pytest.skip("Fashion-MNIST is not installed here")
+    png = tmp_path / "norms.png"
+    assert trace_main(["--model", "base", "--batch", "5", "--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "Fashion-MNIST" in out and "(5, 1, 28, 28)" in out
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert trace_main(["--batch", "0", "--random"]) == 2

@@ -90,8 +90,10 @@ def _unwrap(obj: Any) -> Any:
     """StrictArray -> its ndarray; containers recursively; raw host arrays are refused."""
     if isinstance(obj, StrictArray):
         return obj._a
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_unwrap(o) for o in obj)
+    if isinstance(obj, list):
+        return [_unwrap(o) for o in obj]
+    if isinstance(obj, tuple):
+        return tuple(_unwrap(o) for o in obj)
     if _is_hostlike(obj):
         raise _mixing_error(obj)
     return obj

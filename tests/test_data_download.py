@@ -215,3 +215,20 @@ def test_all_mirrors_dead_names_each_attempt(isolated, no_sleep):
     with pytest.raises(DataError, match=r"could not download t10k-images.*try 1.*try 3"):
         data.load("mnist", "test", root=str(isolated / "dl"), mirrors=[dead], progress=False)
     assert not os.path.exists(isolated / "dl" / "t10k-images-idx3-ubyte.gz")
+
+
+# ------------------------------------------------------------------ the registered checksums
+@pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])
+def test_registered_md5s_match_the_real_files(name, shared_data):
+    """A typo in a registered MD5 would make every real download fail: check them."""
+    folder = os.path.join(shared_data, name)
+    if not os.path.isdir(folder):
+        folder = os.path.join("/usr/share/datasets", name)
+    inf = datasets.DATASETS[name]
+    files = [f for split in inf.files.values() for f in split]
+    if not all(os.path.isfile(os.path.join(folder, f)) for f in files):
+        pytest.skip(f"{name} files not found locally")
+    assert inf.md5_decompressed
+    for f in files:
+        got = download_mod.md5_of_file(os.path.join(folder, f), decompress=True)
+        assert got == inf.md5[f], f

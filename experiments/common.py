@@ -15,7 +15,7 @@ import math
 import os
 import platform
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -319,8 +319,8 @@ def train_pair(label: str, build: Callable, opt: tuple, train, test, epochs: int
         ``{"label", "params", "tinynet": history, "torch": history or None}``.
     """
     settings = {"opt": list(opt[:2]), "data": fingerprint(train, test), "epochs": epochs, "batch_size": batch_size,
-                "shuffle": shuffle, "seed": seed, "n_train": int(len(train[1])),
-                "n_test": int(len(test[1])) if test is not None else 0,
+                "shuffle": shuffle, "seed": seed, "n_train": len(train[1]),
+                "n_test": len(test[1]) if test is not None else 0,
                 "grad_norm_steps": grad_norm_steps, "max_steps": max_steps,
                 "twin_epochs": twin_epochs, "device": device, **(config or {})}
     settings = _clean(settings)
@@ -528,6 +528,7 @@ def line_plot(path: str, series: list, xlabel: str, ylabel: str, title: str = ""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     from tinynet.plot import save_figure
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for x, y, label, style in series:

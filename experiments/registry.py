@@ -30,8 +30,7 @@ def resolve(name: str) -> str:
     for study, module in STUDIES.items():
         if key == module:
             return study
-    if key.startswith("s"):
-        key = key[1:]
+    key = key.removeprefix("s")
     if key.isdigit() and f"s{int(key)}" in STUDIES:
         return f"s{int(key)}"
     raise ValueError(f"unknown study {name!r}: expected one of {', '.join(STUDIES)} or 'all'")

@@ -127,10 +127,10 @@ def run(out_dir: str, quick: bool = False, seed: int = 0, use_torch: bool = True
                          f"S1 {model_name} MLP: train (solid) and test (dashed) loss",
                          logy=True)
         files.append(path)
-    table = "## Test accuracy after epoch %d (%%)\n\n" % epochs
+    table = f"## Test accuracy after epoch {epochs} (%)\n\n"
     table += common.md_table(["model", "lr", "report", "tinynet", "PyTorch twin"], rows)
-    table += ("\n## Epochs until test accuracy first reaches 85%% (cap %d epochs; "
-              "give up when unchanged for 5 epochs)\n\n" % cap)
+    table += (f"\n## Epochs until test accuracy first reaches 85% (cap {cap} epochs; "
+              "give up when unchanged for 5 epochs)\n\n")
     table += common.md_table(["model", "lr", "report", "tinynet",
                               f"PyTorch twin (ran {epochs} epochs only)"], rows85)
     base01 = runs.get("base_lr0.1")
@@ -161,7 +161,7 @@ def run(out_dir: str, quick: bool = False, seed: int = 0, use_torch: bool = True
         if b[lr]:
             acc = common.final({"test_acc": b[lr]["tinynet"]["test_acc"][:epochs]})
             parts.append(f"lr {lr:g}: {acc:.2f}% (report {REPORTED['base'][lr]})")
-    summary = "S1 base MLP after %d epochs: " % epochs + "; ".join(parts)
+    summary = f"S1 base MLP after {epochs} epochs: " + "; ".join(parts)
     if b[1.0]:
         summary += f"; lr 1: {common.outcome(b[1.0]['tinynet'])}"
     return common.finish(out_dir, NAME, TITLE, table, runs, files, summary, quick, seed,

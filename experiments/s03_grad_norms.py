@@ -67,7 +67,7 @@ def _per_layer_grads(model, act: str, train, epochs: int, seed: int):
         sums = np.zeros(len(linears))
         steps = 0
 
-        def cb(step, loss, m):
+        def cb(step, loss, m, sums=sums):
             nonlocal steps
             for i, lin in enumerate(linears):
                 g = lin.weight.grad
@@ -90,7 +90,7 @@ def run(out_dir: str, quick: bool = False, seed: int = 0, use_torch: bool = True
     steps = 20 if quick else STEPS
     common.say(f"S3: seed {seed}; {'QUICK MODE (subset, few steps)' if quick else 'full'}; "
                f"{steps} steps, SGD lr 0.01, batch 64, shuffled")
-    train, test = common.dataset("fashion-mnist", quick)
+    train, _ = common.dataset("fashion-mnist", quick)
     previous = common.previous_runs(out_dir, quick, seed)
     runs, rows, series, files = {}, [], [], []
     for i, (key, build) in enumerate((("base", models.base_mlp), ("bn", models.bn_mlp))):

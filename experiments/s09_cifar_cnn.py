@@ -46,7 +46,7 @@ accuracies are lower than a full-size run's."""
 
 def cnn(width: float = 1.0, batchnorm: bool = False) -> Sequential:
     from tinynet.layers import BatchNorm2d, Conv2d, MaxPool2d
-    c = [max(1, int(round(k * width))) for k in (64, 64, 128, 128, 256)]
+    c = [max(1, round(k * width)) for k in (64, 64, 128, 128, 256)]
     layers, prev = [], 3
     for i, ch in enumerate(c):
         layers += [Conv2d(prev, ch, 3, 1, 1), ReLU()]
@@ -55,7 +55,7 @@ def cnn(width: float = 1.0, batchnorm: bool = False) -> Sequential:
         if i in (1, 3, 4):
             layers.append(MaxPool2d(2, 2))
         prev = ch
-    hidden = max(1, int(round(512 * width)))
+    hidden = max(1, round(512 * width))
     layers += [Flatten(), Linear(prev * 4 * 4, hidden), ReLU(), Linear(hidden, 10)]
     return Sequential(*layers)
 
@@ -69,6 +69,7 @@ def _pictures(out_dir: str, model, image) -> list:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     from tinynet.plot import save_figure
     convs = _conv_indices(model)
     model.eval()

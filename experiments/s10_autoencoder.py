@@ -93,6 +93,7 @@ def _picture(path: str, test, recon: dict) -> str:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     from tinynet.plot import save_figure
     n = 8
     rows = 1 + len(recon)
@@ -162,7 +163,7 @@ def run(out_dir: str, quick: bool = False, seed: int = 0, use_torch: bool = True
     feats_tr, feats_te = codes(ae_keep, train[0]), codes(ae_keep, test[0])
     head_rows, acc_series = [], []
     for i, (key, build, tr, te) in enumerate((
-            ("frozen encoder + Linear(%d, 10)" % HEAD_LATENT,
+            (f"frozen encoder + Linear({HEAD_LATENT}, 10)",
              lambda: Sequential(Linear(HEAD_LATENT, 10)), feats_tr, feats_te),
             ("Linear(784, 10) on pixels", lambda: Sequential(Flatten(), Linear(784, 10)),
              None, None))):

@@ -149,6 +149,7 @@ def _decision_plot(path: str, x, y, wb, w0) -> str:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     from tinynet.plot import save_figure
     fig, ax = plt.subplots(figsize=(6, 5))
     lo, hi = x.min(0) - 0.5, x.max(0) + 0.5

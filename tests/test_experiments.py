@@ -160,7 +160,8 @@ def test_report_gathers_tables_and_plots(data_env, tmp_path):
     from experiments import report, s11_perceptron
     s11_perceptron.run(str(tmp_path / "s11"), quick=True, use_torch=False)
     path = report.write_report(str(tmp_path))
-    text = open(path).read()
+    with open(path) as f:
+        text = f.read()
     assert s11_perceptron.TITLE in text and "![" in text and "s11/decision.png" in text
     assert "Not run yet" in text        # the other studies have no outputs here
     assert "QUICK" in text

@@ -13,8 +13,18 @@ import numpy as np
 import pytest
 
 import tinynet
-from tinynet import (SGD, Adam, CrossEntropyLoss, DataError, Dropout, Flatten, Linear, ReLU,
-                     Sequential, StateDictError)
+from tinynet import (
+    SGD,
+    Adam,
+    CrossEntropyLoss,
+    DataError,
+    Dropout,
+    Flatten,
+    Linear,
+    ReLU,
+    Sequential,
+    StateDictError,
+)
 from tinynet.data.loader import DataLoader
 from tinynet.serialization import HEADER_KEY, Checkpoint, restore
 
@@ -53,11 +63,11 @@ def _snapshot(model, opt=None) -> dict:
 
 def _assert_same(a: dict, b: dict) -> None:
     assert sorted(a) == sorted(b)
-    for k in a:
-        if isinstance(a[k], np.ndarray):
-            assert a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]), k
+    for k, v in a.items():
+        if isinstance(v, np.ndarray):
+            assert v.dtype == b[k].dtype and np.array_equal(v, b[k]), k
         else:
-            assert a[k] == b[k], k
+            assert v == b[k], k
 
 
 @pytest.mark.parametrize("make_opt", [
@@ -313,7 +323,8 @@ def test_fit_resume_refuses_other_settings(tmp_path):
     labels = np.zeros(20, np.int64)
     model = _mlp()
     opt = SGD(model.parameters(), lr=0.1)
-    kw = dict(epochs=1, progress=False, log=None, checkpoint_dir=tmp_path, resume=True)
+    kw = {"epochs": 1, "progress": False, "log": None, "checkpoint_dir": tmp_path,
+          "resume": True}
     tinynet.fit(model, CrossEntropyLoss(), opt, (images, labels), batch_size=8, **kw)
     with pytest.raises(DataError, match="'batch_size': 8.*'batch_size': 4"):
         tinynet.fit(model, CrossEntropyLoss(), opt, (images, labels), batch_size=4, **kw)
@@ -360,7 +371,7 @@ def test_cli_train_resume_after_sigterm(tmp_path):
     def cli(out, *extra, kill_at=-1):
         return subprocess.run(
             [sys.executable, str(script), str(tmp_path), "--out", str(tmp_path / out),
-             *common, *extra], capture_output=True, text=True, timeout=300,
+             *common, *extra], capture_output=True, text=True, timeout=300, check=False,
             env=dict(env, KILL_AT=str(kill_at)))
 
     r = cli("ref")

@@ -22,12 +22,12 @@ import numpy as np
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis", reason="hypothesis drives the fuzz tests")
-from hypothesis import HealthCheck, example, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
-import tinynet  # noqa: E402
-from tinynet import DataError  # noqa: E402
-from tinynet.serialization import HEADER_KEY  # noqa: E402
+import tinynet
+from tinynet import DataError
+from tinynet.serialization import HEADER_KEY
 
 FUZZ = settings(max_examples=150, deadline=None, derandomize=False,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])

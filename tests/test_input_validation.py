@@ -18,9 +18,24 @@ import numpy as np
 import pytest
 
 import tinynet
-from tinynet import (ELU, CrossEntropyLoss, DTypeError, Dropout, Flatten, LabelError,
-                     LeakyReLU, Linear, MSELoss, NonFiniteError, ReLU, Sequential, ShapeError,
-                     Sigmoid, Tanh, TinynetError)
+from tinynet import (
+    ELU,
+    CrossEntropyLoss,
+    Dropout,
+    DTypeError,
+    Flatten,
+    LabelError,
+    LeakyReLU,
+    Linear,
+    MSELoss,
+    NonFiniteError,
+    ReLU,
+    Sequential,
+    ShapeError,
+    Sigmoid,
+    Tanh,
+    TinynetError,
+)
 from tinynet.layers import AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, MaxPool2d
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -80,8 +95,8 @@ def test_wrong_input_shape_names_layer_and_expected_shape(name, factory, good, b
                          ids=[s[0] for s in COMPUTING])
 def test_wrong_input_dtype_names_layer(name, factory, good, bad_shapes, expected):
     layer = _named(factory)
-    bad = ["int64", "uint8", "bool"] + (["float64"] if name in dict(
-        (p[0], 1) for p in PARAM_LAYERS) else [])
+    bad = ["int64", "uint8", "bool"] + (["float64"] if name in {p[0] for p in PARAM_LAYERS}
+                                        else [])
     for dtype in bad:
         x = (_x(good) * 10).astype(dtype)
         with pytest.raises(DTypeError, match=_label(name)) as e:
@@ -108,9 +123,8 @@ def test_non_finite_input_is_rejected_only_with_checks(name, factory, good, bad_
     assert not tinynet.checks.checks_enabled()
     with np.errstate(invalid="ignore", over="ignore"):
         layer(x)  # off by default: no cost, no error
-    with tinynet.checking():
-        with pytest.raises(NonFiniteError, match=_label(name)) as e:
-            layer(x)
+    with tinynet.checking(), pytest.raises(NonFiniteError, match=_label(name)) as e:
+        layer(x)
     n_nan, n_inf = (1, 0) if np.isnan(bad) else (0, 1)
     assert f"holds {n_nan} NaN and {n_inf} inf" in str(e.value)
     assert not tinynet.checks.checks_enabled()  # restored
@@ -136,9 +150,8 @@ def test_non_finite_gradient_is_rejected_with_checks(name, factory, good, bad_sh
     y = layer(_x(good))
     dy = _x(y.shape)
     dy.flat[0] = np.nan
-    with tinynet.checking():
-        with pytest.raises(NonFiniteError, match=_label(name) + ".*gradient"):
-            layer.backward(dy)
+    with tinynet.checking(), pytest.raises(NonFiniteError, match=_label(name) + ".*gradient"):
+        layer.backward(dy)
 
 
 def test_backward_before_forward_names_layer():
@@ -232,7 +245,8 @@ def test_train_check_flag_stops_at_the_first_non_finite_layer(tmp_path, check):
     args = [sys.executable, str(script), str(tmp_path), "--out", str(tmp_path / "out"),
             "--lr", "1e38", "--batch-size", "16", "--no-progress"] + (["--check"] if check
                                                                      else [])
-    r = subprocess.run(args, capture_output=True, text=True, timeout=120, env=env)
+    r = subprocess.run(args, capture_output=True, text=True, timeout=120, env=env,
+                       check=False)
     assert r.returncode == 1, (r.stdout, r.stderr)
     if check:  # a layer names itself as the place the first inf appeared
         assert re.search(r"tinynet train: error: \w+ '\d+': (input|gradient) of shape "

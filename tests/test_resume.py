@@ -82,7 +82,8 @@ def _run(tmp_path, name: str, ckdir, opt: str = "sgd", sig: str = "none",
                OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     return subprocess.run(
         [sys.executable, str(script), str(out), str(ckdir), opt, sig, str(kill_step),
-         str(kill_after)], capture_output=True, text=True, env=env, timeout=120)
+         str(kill_after)], capture_output=True, text=True, env=env, timeout=120,
+        check=False)
 
 
 def _final(tmp_path, name: str) -> tuple[dict, dict]:

@@ -71,7 +71,7 @@ class Checkpoint:
     """
     path: str
     version: int
-    model_state: "OrderedDict[str, numpy.ndarray]"
+    model_state: OrderedDict[str, numpy.ndarray]
     optimizer_state: dict | None = None
     rng_state: dict | None = None
     loader_state: dict | None = None
@@ -300,7 +300,7 @@ HISTORY_LISTS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "s
                  "steps")
 
 
-def check_training_state(ckpt: "Checkpoint") -> None:
+def check_training_state(ckpt: Checkpoint) -> None:
     """Raise DataError unless ``ckpt`` holds what ``fit`` needs to resume.
 
     ``load`` accepts checkpoints with or without training progress (``save`` of a
@@ -330,7 +330,7 @@ def _check_rng_state(state: Any, what: str) -> None:
     _expect(isinstance(state, dict), f"{what} is not a dict")
     try:
         numpy.random.PCG64().state = state
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 -- numpy raises several kinds here
         raise ValueError(f"{what} is not a valid generator state ({e})") from None
 
 
@@ -376,7 +376,7 @@ def load(path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> Checkpoint:
         raise DataError(f"{path}: checkpoint not found") from e
     except zipfile.BadZipFile as e:
         raise DataError(f"{path}: corrupt or truncated checkpoint (bad zip: {e})") from e
-    except Exception as e:  # a hostile file can make any parser fail in its own way
+    except Exception as e:  # a hostile file can break a parser in any way
         raise DataError(f"{path}: corrupt or invalid checkpoint: "
                         f"{type(e).__name__}: {e}") from e
     return Checkpoint(path=path, version=header["version"], model_state=model_state,
@@ -408,7 +408,7 @@ def restore(checkpoint, model, optimizer=None, loader=None, rng: bool = True) ->
     if optimizer is not None:
         try:
             optimizer.load_state_dict(ckpt.optimizer_state)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 -- whatever failed, undo, then report
             model.load_state_dict(old_model)  # leave the model as it was
             raise StateDictError(f"{ckpt.path}: {e}") from None
     if loader is not None:

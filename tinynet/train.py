@@ -19,7 +19,7 @@ import os
 import signal
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from .backend import device_of, get_array_module
 from .data.download import atomic_write
@@ -103,7 +103,7 @@ class _SignalFlag:
             raise KeyboardInterrupt
         self.signame = signal.Signals(signum).name
 
-    def __enter__(self) -> "_SignalFlag":
+    def __enter__(self) -> _SignalFlag:  # noqa: PYI034 -- a private helper
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._old[sig] = signal.signal(sig, self._handle)

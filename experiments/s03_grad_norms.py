@@ -148,7 +148,8 @@ def run(out_dir: str, quick: bool = False, seed: int = 0, use_torch: bool = True
     path = os.path.join(out_dir, "deep_layer_grads.png")
     common.line_plot(path, deep_series, "Linear layer (1 = next to the input)",
                      "mean |dL/dW| over the epoch (log scale)",
-                     f"S3: {DEPTH} hidden layers of width {WIDTH}, sigmoid vs ReLU", logy=True)
+                     f"S3: {DEPTH} hidden layers of width {WIDTH}: sigmoid, ReLU, ReLU + He init",
+                     logy=True)
     files.append(path)
     table += (f"\n## Mean |dL/dW| per layer, {DEPTH} hidden layers of width {WIDTH}, "
               f"epoch 1 ({n_deep} images, {depth_epochs} epoch(s))\n\n")

@@ -244,3 +244,19 @@ def test_zero_grad_on_module():
     m.backward(np.ones((2, 2), np.float32))
     m.zero_grad()
     assert all(p.grad is None for p in m.parameters())
+
+
+def test_backend_helpers(xp, torch):
+    from tinynet import backend
+    a = xp.asarray(np.arange(3.0))
+    assert backend.get_array_module(a) is xp.xp
+    assert backend.get_array_module(np.zeros(1)) is np
+    assert backend.device_of(a) == ("cuda" if xp.name == "cupy" else "cpu")
+    host = backend.to_numpy(a)
+    assert type(host) is np.ndarray and host.tolist() == [0.0, 1.0, 2.0]
+    assert backend.to_numpy(torch.arange(3.0)).tolist() == [0.0, 1.0, 2.0]
+    assert type(backend.to_device(a, "cpu")) is np.ndarray
+    backend.synchronize(a)  # a no-op off the GPU; must not fail
+    assert f"numpy {np.__version__}" in backend.name()
+    with pytest.raises(DeviceError, match="expected 'cpu' or 'cuda'"):
+        backend.to_device(a, "gpu")

@@ -40,6 +40,18 @@ if opt_name == "sgd":
     opt = tinynet.SGD(model.parameters(), lr=0.05, momentum=0.9)
 else:
     opt = tinynet.Adam(model.parameters(), lr=0.01)
+if kill_sig == "SIGKILL_IN_SAVE":  # die with the kill_step-th checkpoint half written
+    import tinynet.serialization as ser
+    real_savez, saves = np.savez, [0]
+    def savez(f, **arrays):
+        saves[0] += 1
+        real_savez(f, **arrays)
+        if saves[0] == kill_step:
+            f.truncate(f.tell() // 2)
+            f.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+    ser.numpy.savez = savez
+    kill_sig = "none"
 sig = getattr(signal, kill_sig) if kill_sig != "none" else None
 
 def callback(step, loss, model):
@@ -201,3 +213,20 @@ def test_resume_of_a_finished_run_changes_nothing(tmp_path, reference):
     assert "resumed from" in r.stdout
     assert (ck / "checkpoint.npz").read_bytes() == before
     _assert_identical(_final(tmp_path, "b"), reference["sgd"], "resumed after the end")
+
+
+def test_sigkill_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, reference):
+    nth_save = random.randrange(2, 25)
+    ck = tmp_path / "ck"
+    r = _run(tmp_path, "run", ck, "sgd", "SIGKILL_IN_SAVE", nth_save)
+    assert r.returncode == -signal.SIGKILL, (nth_save, r.stderr)
+    leftovers = [p.name for p in ck.iterdir() if p.name != "checkpoint.npz"]
+    assert len(leftovers) == 1 and leftovers[0].endswith(".part")  # the torn write
+    import tinynet
+    ckpt = tinynet.load(ck / "checkpoint.npz")  # the previous checkpoint, whole
+    assert 0 < ckpt.progress["step"] < 200
+    r = _run(tmp_path, "run", ck, "sgd")
+    assert r.returncode == 0, r.stderr
+    assert [p.name for p in ck.iterdir()] == ["checkpoint.npz"]  # the torn file is gone
+    _assert_identical(_final(tmp_path, "run"), reference["sgd"],
+                      f"SIGKILL inside checkpoint write {nth_save}")

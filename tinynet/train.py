@@ -114,6 +114,19 @@ class _SignalFlag:
             signal.signal(sig, old)
 
 
+def _remove_torn_writes(path: str) -> None:
+    """Delete temporary files a killed ``save`` of ``path`` left beside it (never ``path``)."""
+    folder, name = os.path.split(path)
+    if not os.path.isdir(folder):
+        return
+    for entry in os.listdir(folder):
+        if entry.startswith(f".{name}.") and entry.endswith(".part"):
+            try:
+                os.unlink(os.path.join(folder, entry))
+            except OSError:
+                pass
+
+
 def fit(model: Module, loss_fn, optimizer, train, test=None, epochs: int = 1,
         batch_size: int = 64, shuffle: bool = False, seed: int = 0,
         callback: Callable | None = None, progress: bool = True,
@@ -167,6 +180,8 @@ def fit(model: Module, loss_fn, optimizer, train, test=None, epochs: int = 1,
         os.path.abspath(checkpoint_dir), CHECKPOINT_NAME)
     setup = {"batch_size": loader.batch_size, "shuffle": loader.shuffle,
              "drop_last": loader.drop_last, "samples": int(loader.images.shape[0])}
+    if ckpt_path:
+        _remove_torn_writes(ckpt_path)
     if resume and os.path.exists(ckpt_path):
         ckpt = load(ckpt_path)
         check_training_state(ckpt)

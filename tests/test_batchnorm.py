@@ -115,7 +115,7 @@ def test_running_update_uses_unbiased_variance():
     np.testing.assert_allclose(layer.running_var, [14.0 / 3.0], rtol=1e-6)
 
 
-def test_channels_last_input_gives_the_same_result(xp):
+def test_channels_last_input_and_eval_mode(xp):
     rng = np.random.default_rng(2)
     x = rng.standard_normal((3, 4, 5, 5))
     x_cl = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
@@ -125,6 +125,12 @@ def test_channels_last_input_gives_the_same_result(xp):
     dy = rng.standard_normal(x.shape)
     np.testing.assert_allclose(xp.asnumpy(a.backward(xp.asarray(dy))),
                                xp.asnumpy(b.backward(xp.asarray(dy))), rtol=1e-12, atol=1e-12)
+    a.eval()   # eval on this backend: y = (x - running_mean) / sqrt(running_var + eps) * g + b
+    mean, var = xp.asnumpy(a.running_mean), xp.asnumpy(a.running_var)
+    expected = (x - mean.reshape(1, -1, 1, 1)) / np.sqrt(var.reshape(1, -1, 1, 1) + 1e-5)
+    np.testing.assert_allclose(xp.asnumpy(a(xp.asarray(x_cl))), expected, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(xp.asnumpy(a.backward(xp.asarray(dy))),
+                               dy / np.sqrt(var.reshape(1, -1, 1, 1) + 1e-5), rtol=1e-10)
 
 
 def test_no_affine_and_no_running_stats():

@@ -62,7 +62,7 @@ def test_layer_matches_loop_reference(case, xp):
 @pytest.mark.parametrize("case", CASES[:4])
 def test_channels_last_input_gives_the_same_result(case):
     rng = np.random.default_rng(1)
-    n, c, h, w, o, k, s, p, bias = case
+    n, c, h, w, o, k, s, p, _bias = case
     x = rng.standard_normal((n, c, h, w))
     wt = rng.standard_normal((o, c) + ((k, k) if isinstance(k, int) else k))
     y1, cache1 = conv2d_forward(x, wt, None, s, p)

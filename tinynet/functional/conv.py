@@ -164,7 +164,7 @@ def conv2d_forward(x, weight, bias=None, stride=(1, 1), padding=(0, 0)):
     """
     xp = get_array_module(x)
     stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
-    o, c, kh, kw = weight.shape
+    o, _c, kh, kw = weight.shape
     n, _, h, w = x.shape
     oh = conv_output_size(h, kh, stride[0], padding[0])
     ow = conv_output_size(w, kw, stride[1], padding[1])
@@ -203,7 +203,7 @@ def conv2d_backward(dy, cache, input_grad: bool = True, dw_out=None):
     """
     xp = get_array_module(dy)
     cols, wmat, x_shape, kernel, stride, padding, has_bias = cache
-    n, c, h, w = x_shape
+    _n, c, _h, _w = x_shape
     kh, kw = kernel
     o = wmat.shape[0]
     dy2 = dy.transpose(0, 2, 3, 1).reshape(-1, o)   # a view when dy is channels-last
@@ -233,7 +233,7 @@ def conv2d_naive(x, weight, bias=None, stride=(1, 1), padding=(0, 0)):
     """
     x, weight = numpy.asarray(x), numpy.asarray(weight)
     (sh, sw), (ph, pw) = _pair(stride, "stride"), _pair(padding, "padding")
-    n, c, h, w = x.shape
+    n, _c, h, w = x.shape
     o, _, kh, kw = weight.shape
     xpad = numpy.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
     oh = conv_output_size(h, kh, sh, ph)
@@ -258,7 +258,7 @@ def conv2d_backward_naive(dy, x, weight, stride=(1, 1), padding=(0, 0)):
     """
     dy, x, weight = numpy.asarray(dy), numpy.asarray(x), numpy.asarray(weight)
     (sh, sw), (ph, pw) = _pair(stride, "stride"), _pair(padding, "padding")
-    n, c, h, w = x.shape
+    n, _c, h, w = x.shape
     o, _, kh, kw = weight.shape
     xpad = numpy.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
     dxpad = numpy.zeros_like(xpad)

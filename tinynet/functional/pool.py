@@ -107,7 +107,7 @@ def maxpool2d_forward(x, kernel_size, stride=None, padding=0):
     """
     xp = get_array_module(x)
     kernel, stride, padding = _parse(kernel_size, stride, padding)
-    n, c, h, w = x.shape
+    n, c, _h, _w = x.shape
     oh, ow = pool_output_shape(x.shape, kernel, stride, padding)
     cl = is_channels_last(x)
     frame = _padded_frame(x, padding, -numpy.inf, cl)
@@ -173,7 +173,7 @@ def avgpool2d_forward(x, kernel_size, stride=None, padding=0, count_include_pad=
     """
     xp = get_array_module(x)
     kernel, stride, padding = _parse(kernel_size, stride, padding)
-    n, c, h, w = x.shape
+    n, c, _h, _w = x.shape
     oh, ow = pool_output_shape(x.shape, kernel, stride, padding)
     cl = is_channels_last(x)
     frame = _padded_frame(x, padding, 0, cl)
@@ -248,7 +248,7 @@ def maxpool2d_naive(x, kernel_size, stride=None, padding=0):
 
 
 def maxpool2d_backward_naive(dy, x, kernel_size, stride=None, padding=0):
-    x, xpad, (kh, kw), (sh, sw), (ph, pw), oh, ow = _windows_naive(
+    x, xpad, (_kh, kw), (sh, sw), (ph, pw), oh, ow = _windows_naive(
         x, kernel_size, stride, padding, -numpy.inf)
     _, arg = maxpool2d_naive(x, kernel_size, stride, padding)
     dy = numpy.asarray(dy)
@@ -285,7 +285,7 @@ def avgpool2d_backward_naive(dy, x, kernel_size, stride=None, padding=0,
                              count_include_pad=True):
     x, xpad, (kh, kw), (sh, sw), (ph, pw), oh, ow = _windows_naive(
         x, kernel_size, stride, padding, 0.0)
-    n, c, h, w = x.shape
+    _n, _c, h, w = x.shape
     dy = numpy.asarray(dy)
     dxpad = numpy.zeros(xpad.shape, dtype=dy.dtype)
     for p in range(oh):

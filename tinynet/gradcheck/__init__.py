@@ -649,9 +649,9 @@ def _taylor(p: _Problem, row: TensorCheck, get, grad, base_loss: float, base_pat
     base64 = _host(base)
     v = _random_direction(p, arr.shape)
     if str(p.dtype) == "float64":
-        hs = 0.5 * 4.0 ** -numpy.arange(10)      # 0.5 .. 2e-6
+        hs = 0.5 * 4.0 ** -numpy.arange(8)       # 0.5 .. 3e-5
     else:
-        hs = 0.5 * 2.0 ** -numpy.arange(10)      # 0.5 .. 1e-3
+        hs = 0.5 * 2.0 ** -numpy.arange(8)       # 0.5 .. 4e-3
     tiny = hs[-1] / numpy.array([16.0, 32.0, 64.0])
 
     def remainder(h):

@@ -45,9 +45,10 @@ Config = Callable[[numpy.random.Generator], tuple]
 # batch of the study models: BatchNorm's statistics need a few samples to be
 # well conditioned (with N = 2 every normalised value is +-1)
 MODEL_BATCH = {"bn": 8, "wider-bn": 8, "deeper-bn": 8, "convbn": 4}
-# a study model has up to 31 tensors of up to 3.1M elements: 6 sampled elements, 2
-# directions and the Taylor test per tensor validate every one in seconds
-MODEL_OPTIONS = {"samples": 6}
+# a study model has up to 31 tensors of up to 3.1M elements: 4 sampled elements (all
+# of a tensor of at most 10), 2 directions and the Taylor test per tensor validate
+# every one in seconds; the layer configurations above are checked exhaustively
+MODEL_OPTIONS = {"samples": 4, "max_elements": 10}
 
 
 def _normal(rng, *shape):

@@ -76,6 +76,23 @@ def test_trajectory_with_dropout_shares_the_masks(torch):
         assert tr.ok, tr.report.table(every=True)
 
 
+def test_rounding_baseline_raises_only_the_tolerances_it_must(torch):
+    """With a tolerance no float32 run can meet, the baseline (PyTorch in float64) shows
+    how far float32 rounding carries PyTorch itself, and raises the tolerance to ten
+    times that; without the baseline the same comparison fails."""
+    model = _small_mlp()
+    batches = _batches(15)
+    tr = parity.trajectory(model, batches, "sgd", {"lr": 0.2, "momentum": 0.9},
+                           dtype="float32", tol=1e-12)
+    assert tr.ok, tr.report.table(every=True)
+    assert all(r.raised for r in tr.report.rows if r.max_rel > 1e-12)
+    assert all(r.tol >= 10 * 1e-12 for r in tr.report.rows if r.raised)
+    plain = parity.trajectory(model, batches, "sgd", {"lr": 0.2, "momentum": 0.9},
+                              dtype="float32", tol=1e-12, baseline=False)
+    assert not plain.ok and not any(r.raised for r in plain.report.rows)
+    assert plain.torch_losses == tr.torch_losses  # the baseline run did not disturb torch's
+
+
 def test_trajectory_detects_a_wrong_optimizer(torch, monkeypatch):
     """SGD whose step is 1e-6 too long drifts past the float64 tolerance."""
     original = optim.SGD.step

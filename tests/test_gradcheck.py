@@ -201,6 +201,40 @@ def test_maxpool_ties_are_skipped_not_failed():
     assert row.skipped == 12 and row.checked == 4
 
 
+class _Hinge(tinynet.Module):
+    """max(x, 0) written as a custom layer the checker knows nothing about."""
+
+    def forward(self, x):
+        self._x = x
+        return np.maximum(x, 0)
+
+    def backward(self, dy, input_grad=True):
+        return dy * (self._x > 0)
+
+
+class _HingeWithPattern(_Hinge):
+    def kink_pattern(self):
+        return self._x > 0
+
+
+def test_unknown_kinks_are_caught_by_the_one_sided_quotients():
+    x = np.array([[0.0, 1.5, -0.7, 0.0, 2.0]])
+    report = check(_Hinge(), x)
+    (row,) = report.rows
+    assert report.ok, str(report)
+    assert row.skipped == 2 and row.checked == 3
+    assert row.skipped_directions > 0 and row.taylor == "kink"
+
+
+def test_custom_kink_pattern_hook_is_used():
+    x = np.array([[0.0, 1.5, -0.7, 0.0, 2.0]])
+    layer = _HingeWithPattern()
+    layer(x)
+    assert len(gradcheck.kink_pattern(layer)) == 1
+    report = check(layer, x)
+    assert report.ok and report.rows[0].skipped == 2
+
+
 def test_all_skipped_tensor_reports_skip():
     report = check(ReLU(), np.zeros((2, 3)))
     assert report.rows[0].status == "skip" and report.ok

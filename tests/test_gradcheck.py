@@ -12,6 +12,7 @@ from tinynet import gradcheck, models
 from tinynet.gradcheck import GradcheckError, check, suite
 from tinynet.layers import (
     BatchNorm1d,
+    BatchNorm2d,
     Conv2d,
     Dropout,
     Linear,
@@ -311,8 +312,9 @@ def test_only_restricts_the_tensors():
 
 def test_check_runs_on_every_backend(xp):
     tinynet.manual_seed(0)
-    model = xp.to(tinynet.Sequential(Conv2d(2, 3, 3, 1, 1), ReLU(), MaxPool2d(2, 2),
-                                     tinynet.Flatten(), Linear(12, 3)))
+    model = xp.to(tinynet.Sequential(Conv2d(2, 3, 3, 1, 1), BatchNorm2d(3), ReLU(),
+                                     MaxPool2d(2, 2), tinynet.Flatten(), Dropout(0.2),
+                                     Linear(12, 3)))
     x = xp.asarray(np.random.default_rng(0).standard_normal((2, 2, 4, 4)))
     report = check(model, x, xp.asarray(np.array([0, 2])), tinynet.CrossEntropyLoss())
     assert report.ok, str(report)

@@ -204,3 +204,15 @@ def test_torch_dropout_has_the_same_rate_and_scaling(torch, p):
     ours = L.Dropout(p)(x)
     assert abs((theirs == 0).mean() - p) <= _five_sigma(p, x.size)
     assert set(np.unique(theirs[theirs != 0])) == set(np.unique(ours[ours != 0]))
+
+
+def test_command_trajectories_on_fashion_mnist(torch, capsys):
+    if tinynet.data.find("fashion-mnist", "train") is None:
+        pytest.skip("Fashion-MNIST not installed")
+    code = parity.main(["--skip", "layers", "--skip", "models", "--steps", "2",
+                        "--batch-size", "8", "--threads", "1"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    for name in ("base", "simplecnn", "bn", "base + Dropout(0.2)"):
+        assert f"\n{name} " in out
+    assert "x2" in out and "all within tolerance" in out

@@ -84,6 +84,11 @@ the global generator (``tinynet.random``) is reset to one fixed state (every Dro
 forward draws the same mask), and any mask injected with ``next_mask`` is injected
 again.
 
+Localising a failure. When a ``Sequential`` fails, each of its layers is checked alone
+on the input it received in the model's forward (``localize=True``) and the report's
+``hint`` names those that fail alone (``report.culprits``); when all pass alone, the
+loss function's backward is named instead.
+
 The caller's module is never touched: the check runs on a deep copy cast to ``dtype``,
 and the global generator's state is restored afterwards.
 

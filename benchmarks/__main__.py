@@ -1,0 +1,163 @@
+"""``python -m benchmarks`` / ``tinynet bench``: the side-by-side suite.
+
+Examples::
+
+    python -m benchmarks                      # full CPU suite (< 10 minutes on 2 cores)
+    python -m benchmarks --quick              # batch 64 steps and a few layers (< 1 minute)
+    python -m benchmarks --only step/base     # cases whose name contains the text
+    python -m benchmarks --device cuda        # CuPy against torch CUDA
+    python -m benchmarks --list               # case names
+
+Writes ``<out>/<name>.md``, ``.json`` and ``.png`` (``<out>`` defaults to
+``benchmarks/results/<machine-tag>``) and prints the markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import benchmarks  # noqa: F401 -- sets CUPY_TF32=0 before tinynet imports cupy
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Time tinynet against PyTorch side by side: layers (forward, backward, "
+                    "both) and whole training steps, interleaved, after warm-up, with a "
+                    "pause before every timed block.")
+    p.add_argument("--quick", action="store_true",
+                   help="batch-64 steps and five layers, 3 repeats (under a minute)")
+    p.add_argument("--only", action="append", metavar="TEXT",
+                   help="run only cases whose name contains TEXT (repeatable), "
+                        "e.g. step/base, layer/conv, /both")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="timed blocks per side and case (default 7, quick 3)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads for NumPy's BLAS and for torch (default: all cores)")
+    p.add_argument("--pause", type=float, default=0.25,
+                   help="seconds of sleep before each timed block (default 0.25)")
+    p.add_argument("--min-block", type=float, default=None,
+                   help="seconds each timed block lasts at least (default 0.15, quick 0.05)")
+    p.add_argument("--batches", default=None,
+                   help="step batch sizes, comma separated (default 64,256,1024)")
+    p.add_argument("--out", default=None,
+                   help="output folder (default benchmarks/results/<machine-tag>)")
+    p.add_argument("--name", default=None,
+                   help="base name of the output files (default 'suite' or 'quick')")
+    p.add_argument("--list", action="store_true", help="list the case names and exit")
+    return p
+
+
+def _cuda_setup() -> None:
+    import torch
+
+    from tinynet.backend import cuda_available
+    if not torch.cuda.is_available():
+        raise SystemExit("--device cuda: torch sees no CUDA device")
+    if not cuda_available():
+        raise SystemExit("--device cuda: CuPy is not installed or sees no CUDA device")
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+
+
+def run_case(case, timer, repeats: int, device: str) -> dict:
+    from .cases import TARGETS
+    from .timing import summary
+    built = case.build(device)
+    sides = {"tinynet": built.tinynet, "torch": built.torch}
+    if built.gemm is not None:
+        sides["gemm"] = built.gemm
+        sides["gemm_torch"] = built.gemm_torch
+    times = timer.compare(sides, repeats)
+    row = {"name": case.name, "group": case.group, "title": case.title, "batch": case.batch,
+           "extra": built.extra}
+    for k, v in times.items():
+        row[k] = summary(v)
+    row["ratio"] = row["tinynet"]["median"] / row["torch"]["median"]
+    paired = sorted(a / b for a, b in zip(times["tinynet"], times["torch"]))
+    row["ratio_paired_min_max"] = [paired[0], paired[-1]]
+    if built.gemm is not None:
+        row["flops"] = built.flops
+        row["gflops"] = built.flops / row["tinynet"]["median"] / 1e9
+        row["gemm_gflops"] = built.flops / row["gemm"]["median"] / 1e9
+        row["floor_ratio"] = row["tinynet"]["median"] / row["gemm"]["median"]
+        row["torch_floor_ratio"] = row["torch"]["median"] / row["gemm_torch"]["median"]
+    if case.model:
+        row["target"] = TARGETS[device].get(case.model)
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from . import cases as C
+    from .report import (machine_header, machine_tag, markdown, write_json, write_markdown,
+                         write_png)
+    from .timing import Timer, set_threads
+    batches = C.STEP_BATCHES
+    if args.batches:
+        try:
+            batches = tuple(int(b) for b in args.batches.split(","))
+        except ValueError:
+            raise SystemExit(f"--batches: expected comma-separated integers, got "
+                             f"{args.batches!r}") from None
+        if any(b <= 1 for b in batches):
+            raise SystemExit(f"--batches: batch sizes must be > 1, got {batches}")
+    cases = C.select(C.all_cases(args.quick, batches), args.only)
+    if args.list:
+        print("\n".join(c.name for c in cases))
+        return 0
+    if not cases:
+        raise SystemExit(f"--only {args.only}: no case matches; see --list")
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise SystemExit("the benchmarks compare with PyTorch, which is not installed: "
+                         "pip install torch") from None
+    if args.device == "cuda":
+        _cuda_setup()
+    repeats = args.repeats or (3 if args.quick else 7)
+    if repeats < 1:
+        raise SystemExit(f"--repeats must be >= 1, got {repeats}")
+    if args.pause < 0:
+        raise SystemExit(f"--pause must be >= 0, got {args.pause}")
+    min_block = args.min_block if args.min_block is not None else (0.05 if args.quick else 0.15)
+    threads = set_threads(args.threads)
+    timer = Timer(pause=args.pause, min_block=min_block, device=args.device,
+                  warmup=0.1 if args.quick else 0.3)
+    head = machine_header(args.device, threads, timer, repeats)
+    print(f"# {len(cases)} cases on {head['cpu']} ({args.device}), {threads.count} threads "
+          f"both sides, {args.pause:g} s pause before every timed block, {repeats} "
+          f"interleaved repeats", flush=True)
+    rows, t0 = [], time.perf_counter()
+    for case in cases:
+        row = run_case(case, timer, repeats, args.device)
+        rows.append(row)
+        print(f"  {case.name:<32} tinynet {row['tinynet']['median'] * 1e3:9.3f} ms  torch "
+              f"{row['torch']['median'] * 1e3:9.3f} ms  ratio {row['ratio']:.2f}"
+              + (f"  step/floor {row['floor_ratio']:.2f}" if "floor_ratio" in row else ""),
+              flush=True)
+    head["seconds"] = round(time.perf_counter() - t0, 1)
+    head["load_average_end"] = __import__("benchmarks.report", fromlist=["_load"])._load()
+    text = markdown(head, rows)
+    out = args.out or os.path.join(RESULTS, machine_tag(head))
+    name = args.name or ("quick" if args.quick else "suite")
+    if args.only and not args.name:
+        name += "-only"
+    paths = [write_markdown(os.path.join(out, name + ".md"), text),
+             write_json(os.path.join(out, name + ".json"), head, rows),
+             write_png(os.path.join(out, name + ".png"), head, rows)]
+    print()
+    print(text)
+    print("written: " + ", ".join(paths))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

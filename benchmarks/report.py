@@ -1,0 +1,211 @@
+"""The machine header, the markdown table, the JSON file and the PNG chart of ratios."""
+
+from __future__ import annotations
+
+import datetime
+import io
+import json
+import os
+import platform
+import re
+
+from tinynet.data.download import atomic_write
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _gpu_name() -> str:
+    try:
+        import torch
+        if torch.cuda.is_available():
+            return torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return "no GPU"
+
+
+def _load() -> str:
+    try:
+        return " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def machine_header(device: str, threads, timer, repeats: int) -> dict:
+    """Everything a reader needs to judge the numbers: machine, versions, settings."""
+    import numpy
+    import torch
+
+    import tinynet
+    from tinynet import backend
+    head = {
+        "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+        "host": platform.node(),
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "torch": torch.__version__,
+        "tinynet": getattr(tinynet, "__version__", "dev"),
+        "backend": backend.name(),
+        "device": device,
+        "threads": threads.count,
+        "threads_how": threads.how,
+        "numpy_blas": threads.blas,
+        "torch_blas": "MKL" if torch.backends.mkl.is_available() else "not MKL",
+        "pause_s": timer.pause,
+        "min_block_s": timer.min_block,
+        "repeats": repeats,
+        "load_average_start": _load(),
+        "method": (f"tinynet and PyTorch in one process, interleaved (order reversed every "
+                   f"repeat), each after its own warm-up; every timed block starts after a "
+                   f"{timer.pause:g} s pause so the other side's BLAS/OpenMP threads stop "
+                   f"spinning; a block runs the callable back to back for about "
+                   f"{timer.min_block:g} s; median over {repeats} blocks, spread = "
+                   f"(max - min) / median."),
+    }
+    if device == "cuda":
+        head["gpu"] = _gpu_name()
+        head["tf32"] = "disabled on both sides (CUPY_TF32=0; torch allow_tf32=False)"
+        head["method"] += " The device is synchronised before and after every timed block."
+    return head
+
+
+def machine_tag(head: dict) -> str:
+    """A folder name for the machine, e.g. ``cpu-intel-xeon-platinum-8481c-2c``."""
+    if head["device"] == "cuda":
+        base = f"cuda-{head.get('gpu', 'gpu')}"
+    else:
+        cpu = re.sub(r"\(r\)|\(tm\)|cpu|@.*$", "", head["cpu"].lower())
+        base = f"cpu-{cpu}-{head['cores']}c"
+    return re.sub(r"[^a-z0-9]+", "-", base.lower()).strip("-")
+
+
+def _ms(s: float) -> str:
+    ms = s * 1e3
+    return f"{ms:.3f}" if ms < 1 else f"{ms:.2f}" if ms < 100 else f"{ms:.0f}"
+
+
+def _cell(stat: dict) -> str:
+    return f"{_ms(stat['median'])} ±{100 * stat['spread'] / 2:.0f}%"
+
+
+def _verdict(row: dict) -> str:
+    t = row.get("target")
+    if not t:
+        return ""
+    parts = []
+    if "ratio" in t:
+        ok = row["ratio"] <= t["ratio"]
+        parts.append(f"{'met' if ok else 'MISSED'} (<= {t['ratio']}x)")
+    if "floor" in t and row.get("floor_ratio") is not None:
+        ok = row["floor_ratio"] <= t["floor"]
+        parts.append(f"floor {'met' if ok else 'MISSED'} (<= {t['floor']}x)")
+    return "; ".join(parts)
+
+
+def markdown(head: dict, rows: list[dict]) -> str:
+    """The header and two tables (steps, layers) in GitHub markdown."""
+    side = "CuPy" if head["device"] == "cuda" else "tinynet (NumPy)"
+    other = "torch CUDA" if head["device"] == "cuda" else "PyTorch"
+    lines = [f"# tinynet vs PyTorch, {head['device']}",
+             "",
+             f"- machine: {head['cpu']}, {head['cores']} cores"
+             + (f"; GPU {head['gpu']}" if head.get("gpu") else "") + f"; {head['os']}",
+             f"- versions: Python {head['python']}, NumPy {head['numpy']}, torch "
+             f"{head['torch']} ({head['torch_blas']}), {head['backend']}",
+             f"- NumPy BLAS: {'; '.join(head['numpy_blas']) or 'unknown'}",
+             f"- threads: {head['threads']} on both sides ({head['threads_how']})",
+             f"- date (UTC): {head['date_utc']}; load average at start "
+             f"{head['load_average_start']}, at end {head.get('load_average_end', 'n/a')}",
+             f"- method: {head['method']}"]
+    if head.get("tf32"):
+        lines.append(f"- TF32: {head['tf32']}")
+    lines.append("")
+    steps = [r for r in rows if r["group"] == "step"]
+    if steps:
+        lines += ["## Training steps (forward, loss, backward, SGD update)", "",
+                  "ratio = tinynet / PyTorch (median times; < 1 means tinynet is faster). "
+                  "GEMM floor = the step's matrix products alone with NumPy's BLAS "
+                  "(torch's BLAS in brackets); GFLOP/s = those products' FLOPs / the whole "
+                  "step's time; step/floor = how far the step is from its own products.", "",
+                  f"| case | batch | {side} ms | {other} ms | ratio | GEMM floor ms | "
+                  f"GFLOP/s | step/floor | target |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+        for r in steps:
+            floor = (f"{_ms(r['gemm']['median'])} ({_ms(r['gemm_torch']['median'])})"
+                     if r.get("gemm") else "")
+            gf = f"{r['gflops']:.1f}" if r.get("gflops") else ""
+            fr = f"{r['floor_ratio']:.2f}x" if r.get("floor_ratio") else ""
+            lines.append(f"| {r['title']} | {r['batch']} | {_cell(r['tinynet'])} | "
+                         f"{_cell(r['torch'])} | **{r['ratio']:.2f}** | {floor} | {gf} | "
+                         f"{fr} | {_verdict(r)} |")
+        lines.append("")
+    layers = [r for r in rows if r["group"] == "layer"]
+    if layers:
+        lines += ["## Layers", "", f"| case | {side} ms | {other} ms | ratio |",
+                  "|---|---:|---:|---:|"]
+        for r in layers:
+            lines.append(f"| {r['title']} | {_cell(r['tinynet'])} | {_cell(r['torch'])} | "
+                         f"**{r['ratio']:.2f}** |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_json(path: str, head: dict, rows: list[dict]) -> str:
+    text = json.dumps({"header": head, "results": rows}, indent=1)
+    atomic_write(path, lambda f: f.write(text.encode()))
+    return path
+
+
+def write_markdown(path: str, text: str) -> str:
+    atomic_write(path, lambda f: f.write(text.encode()))
+    return path
+
+
+def write_png(path: str, head: dict, rows: list[dict]) -> str:
+    """Horizontal bars of tinynet/torch per case, a line at 1 and each target marked."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = list(rows)
+    height = max(3.0, 0.28 * len(rows) + 1.5)
+    fig, ax = plt.subplots(figsize=(9, height))
+    labels = [r["title"] + (f" N={r['batch']}" if r["group"] == "step" else "") for r in rows]
+    ratios = [r["ratio"] for r in rows]
+    colors = []
+    for r in rows:
+        t = (r.get("target") or {}).get("ratio")
+        colors.append("tab:gray" if t is None else
+                      ("tab:green" if r["ratio"] <= t else "tab:red"))
+    ys = range(len(rows))
+    ax.barh(list(ys), ratios, color=colors)
+    for y, r in zip(ys, rows):
+        t = (r.get("target") or {}).get("ratio")
+        if t is not None:
+            ax.plot([t, t], [y - 0.4, y + 0.4], color="black", lw=1.5)
+        ax.text(r["ratio"], y, f" {r['ratio']:.2f}", va="center", fontsize=7)
+    ax.axvline(1.0, color="black", ls="--", lw=0.8)
+    ax.set_yticks(list(ys))
+    ax.set_yticklabels(labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("time ratio tinynet / PyTorch (lower is better; black ticks: targets)")
+    dev = head.get("gpu") if head["device"] == "cuda" else head["cpu"]
+    ax.set_title(f"tinynet vs PyTorch, {head['device']}: {dev}, {head['threads']} threads, "
+                 f"{head['date_utc']} UTC", fontsize=8)
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write(path, lambda f: f.write(buf.getvalue()))
+    return path

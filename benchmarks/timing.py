@@ -1,0 +1,143 @@
+"""Fair timing of two callables side by side: threads, pauses, interleaving, repeats.
+
+Why the pause. OpenBLAS (NumPy's BLAS) and the OpenMP pool of PyTorch keep their worker
+threads spinning for about 0.1 s after each parallel call. Timed back to back in one
+process, the side that runs second finds the cores taken by the first side's spinning
+threads, which skews a ratio by 2-4x either way. So every timed block starts after a
+``pause`` (0.25 s by default) in which those threads go to sleep, the sides alternate
+(tinynet, torch, torch, tinynet, ...) so a slow drift of the machine hits both alike,
+and each side gets the same number of repeats after its own warm-up.
+
+A block runs a callable ``number`` times back to back (``number`` is calibrated so a
+block lasts about ``min_block`` seconds) and yields the mean seconds per call; the
+median over the repeats is the figure reported, and the spread is ``(max - min) /
+median`` over the repeats. On the GPU the device is synchronised (CuPy's stream and
+``torch.cuda.synchronize()``) before the clock starts and before it stops, so the time
+covers the queued work and nothing else.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+_LIMITERS: list = []  # threadpoolctl limiters, kept alive for the life of the process
+
+
+@dataclass
+class Threads:
+    """The thread counts both sides run with and how they were set."""
+
+    count: int
+    how: str
+    blas: list = field(default_factory=list)
+
+
+def set_threads(count: int | None) -> Threads:
+    """Use ``count`` threads (default: every core) in NumPy's BLAS and in PyTorch.
+
+    PyTorch: ``torch.set_num_threads``. NumPy: ``threadpoolctl.threadpool_limits`` on
+    every BLAS library loaded (and OpenMP, which NumPy itself does not use). Without
+    threadpoolctl the environment variables are the only lever, and they only work when
+    set before NumPy is imported, which the returned ``how`` says.
+    """
+    count = int(count or os.cpu_count() or 1)
+    if count <= 0:
+        raise ValueError(f"--threads must be positive, got {count}")
+    try:
+        import torch
+        torch.set_num_threads(count)
+    except ImportError:
+        pass
+    try:
+        from threadpoolctl import threadpool_info, threadpool_limits
+    except ImportError:
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = str(count)
+        return Threads(count, "environment variables (threadpoolctl missing: they only "
+                              "take effect if set before numpy was imported)")
+    _LIMITERS.append(threadpool_limits(limits=count, user_api="blas"))
+    blas = [f"{i.get('internal_api')} {i.get('version')} ({i.get('num_threads')} threads, "
+            f"{os.path.basename(i.get('filepath', ''))})"
+            for i in threadpool_info() if i.get("user_api") == "blas"]
+    return Threads(count, "torch.set_num_threads + threadpoolctl.threadpool_limits", blas)
+
+
+def make_sync(device: str) -> Callable[[], None]:
+    """A function that waits for the device's queued work (a no-op on the CPU)."""
+    if device != "cuda":
+        return lambda: None
+    import torch
+
+    from tinynet.backend import synchronize
+
+    def sync() -> None:
+        synchronize()
+        torch.cuda.synchronize()
+    return sync
+
+
+@dataclass
+class Timer:
+    """Times callables in paused, synchronised blocks (see the module docstring)."""
+
+    pause: float = 0.25
+    min_block: float = 0.1
+    warmup: float = 0.2
+    device: str = "cpu"
+    max_number: int = 10_000
+
+    def __post_init__(self) -> None:
+        self.sync = make_sync(self.device)
+
+    def block(self, fn: Callable[[], object], number: int) -> float:
+        """Mean seconds per call of ``number`` back-to-back calls, after the pause."""
+        if self.pause > 0:
+            time.sleep(self.pause)
+        self.sync()
+        t0 = time.perf_counter()
+        for _ in range(number):
+            fn()
+        self.sync()
+        return (time.perf_counter() - t0) / number
+
+    def calibrate(self, fn: Callable[[], object]) -> int:
+        """Warm ``fn`` up (at least 2 calls and ``warmup`` seconds), return its ``number``."""
+        fn()
+        self.sync()
+        calls, t0 = 0, time.perf_counter()
+        while True:
+            fn()
+            calls += 1
+            self.sync()
+            spent = time.perf_counter() - t0
+            if calls >= 2 and spent >= self.warmup or spent >= 4 * max(self.warmup, 0.05):
+                break
+        per_call = spent / calls
+        return max(1, min(self.max_number, math.ceil(self.min_block / max(per_call, 1e-9))))
+
+    def compare(self, sides: dict[str, Callable[[], object]], repeats: int) -> dict[str, list]:
+        """Interleaved repeats of every side: ``{name: [seconds per call, ...]}``.
+
+        Each side is warmed up and calibrated first; then repeat r runs the sides in
+        order when r is even and in reverse when odd, each block after the pause.
+        """
+        numbers = {name: self.calibrate(fn) for name, fn in sides.items()}
+        times: dict[str, list] = {name: [] for name in sides}
+        names = list(sides)
+        for r in range(repeats):
+            for name in (names if r % 2 == 0 else names[::-1]):
+                times[name].append(self.block(sides[name], numbers[name]))
+        return times
+
+
+def summary(times: list[float]) -> dict:
+    """Median, min, max and spread ``(max - min) / median`` of per-call seconds."""
+    med = statistics.median(times)
+    return {"median": med, "min": min(times), "max": max(times),
+            "spread": (max(times) - min(times)) / med if med > 0 else 0.0,
+            "repeats": len(times), "all": list(times)}

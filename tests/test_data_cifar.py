@@ -412,3 +412,11 @@ def test_safe_pickle_round_trips_plain_arrays(make, protocol):
         assert got.dtype == a.dtype and got.shape == a.shape
         np.testing.assert_array_equal(got, a)
     assert b[1][1] == b"x"
+
+
+def test_corrupt_opcodes_named_once():
+    # a protocol-0 string with a bad escape: found by the fuzzer as a stdlib warning
+    with pytest.raises(DataError, match=r"^f: corrupt pickle \(UnicodeDecodeError"):
+        safe_pickle.loads(b"S'\\\xe6'\n.", "f")
+    with pytest.raises(DataError, match=r"^f: corrupt pickle \(ValueError"):
+        safe_pickle.loads(b"\x80\x02\xfe.", "f")

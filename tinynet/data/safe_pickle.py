@@ -44,6 +44,7 @@ from __future__ import annotations
 import io
 import pickle
 import pickletools
+import warnings
 
 import numpy as np
 
@@ -336,14 +337,19 @@ def loads(data: bytes, name: str = "<bytes>"):
     and any truncated or corrupt pickle.
     """
     try:
-        try:
-            _prescan(data)
-        except DataError as e:
-            raise DataError(f"{name}: {e}") from None
-        obj = RestrictedUnpickler(io.BytesIO(data), name).load()
+        # a protocol-0 string with a bad escape makes the stdlib warn: it is just bad data
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            try:
+                _prescan(data)
+            except DataError as e:
+                raise DataError(f"{name}: {e}") from None
+            obj = RestrictedUnpickler(io.BytesIO(data), name).load()
         return _finish(obj, name)
     except _Refused as e:
         raise DataError(f"{name}: unsafe or malformed pickle: {e}") from None
+    except DataError:
+        raise
     except RecursionError:
         raise DataError(f"{name}: corrupt pickle: nested too deep") from None
     except MemoryError:

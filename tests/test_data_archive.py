@@ -11,6 +11,7 @@ import io
 import os
 import tarfile
 
+import numpy as np
 import pytest
 
 from tinynet.data import archive
@@ -136,14 +137,16 @@ def test_size_limits(tmp_path):
 @pytest.mark.parametrize("damage", ["truncate-gz", "truncate-tar", "garbage", "empty",
                                     "flip-gz"])
 def test_corrupt_archives(tmp_path, damage):
-    gz = build(tmp_path / "a.tar.gz", [("f%d" % i, tarfile.REGTYPE, os.urandom(3000))
+    gz = build(tmp_path / "a.tar.gz", [(f"f{i}", tarfile.REGTYPE, np.random.default_rng(i).bytes(3000))
                                        for i in range(4)])
-    raw = open(gz, "rb").read()
+    with open(gz, "rb") as f:
+        raw = f.read()
     if damage == "truncate-gz":
         raw = raw[: len(raw) // 2]
     elif damage == "truncate-tar":
         plain = build(tmp_path / "a.tar", [("f", tarfile.REGTYPE, b"z" * 5000)], mode="w")
-        raw = open(plain, "rb").read()[:3000]
+        with open(plain, "rb") as f:
+            raw = f.read()[:3000]
     elif damage == "garbage":
         raw = b"this is not a tar archive at all" * 20
     elif damage == "empty":

@@ -150,7 +150,7 @@ def test_jpeg_matches_pillow_and_grey_mode(tmp_path):
 
 
 def test_non_images_skipped_and_palette_converted(tmp_path):
-    files, samples = make_tree(per_class=(1, 1, 1))
+    files, _ = make_tree(per_class=(1, 1, 1))
     pal = Image.fromarray(np.arange(35, dtype=np.uint8).reshape(5, 7)).convert("P")
     buf = io.BytesIO()
     pal.save(buf, format="PNG")
@@ -159,6 +159,7 @@ def test_non_images_skipped_and_palette_converted(tmp_path):
     files["README"] = b"top-level text is fine"
     images, labels, classes = read_image_folder(write_archive(tmp_path / "r.tar.gz", files))
     assert images.shape == (4, 5, 7, 3)
+    assert classes == ["bird", "cat", "dog"] and labels.tolist() == [0, 1, 1, 2]
     np.testing.assert_array_equal(images[2], np.asarray(pal.convert("RGB")))
 
 
@@ -236,15 +237,17 @@ def _forbid_decoding(monkeypatch):
 
 
 def test_cache_serves_second_load(tmp_path, monkeypatch, private_cache):
-    files, samples = make_tree(prefix="train/")
+    files, _ = make_tree(prefix="train/")
     files.update(make_tree(5, prefix="test/")[0])
     root = write_archive(tmp_path / "r.tar.gz", files)
     first = read_image_folder(root, "train")
     cached = os.listdir(private_cache / "imagefolder")
     assert len(cached) == 2 and all(c.endswith(".npz") for c in cached)  # both splits
+    test_ref = read_image_folder(root, "test", cache=False)
     _forbid_decoding(monkeypatch)
-    for split in ("train", "test"):
-        images, labels, classes = read_image_folder(root, split)
+    test_x, test_y, _ = read_image_folder(root, "test")
+    np.testing.assert_array_equal(test_x, test_ref[0])
+    np.testing.assert_array_equal(test_y, test_ref[1])
     images, labels, classes = read_image_folder(root, "train")
     np.testing.assert_array_equal(images, first[0])
     np.testing.assert_array_equal(labels, first[1])
@@ -262,8 +265,9 @@ def test_changed_archive_invalidates_cache(tmp_path):
     write_archive(path, files2)
     os.utime(path, ns=(1, 1))  # even with an old mtime the size differs
     images, labels, classes = read_image_folder(str(path))
-    want_x, _ = expected(samples2, classes)
+    want_x, want_y = expected(samples2, classes)
     np.testing.assert_array_equal(images, want_x)
+    np.testing.assert_array_equal(labels, want_y)
 
 
 def test_changed_folder_invalidates_cache(tmp_path):
@@ -280,7 +284,7 @@ def test_changed_folder_invalidates_cache(tmp_path):
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "wrong-dtype"])
 def test_damaged_cache_rebuilt(tmp_path, private_cache, damage):
-    files, samples = make_tree()
+    files, _ = make_tree()
     root = write_archive(tmp_path / "r.tar.gz", files)
     want = read_image_folder(root)
     (cache_file,) = (private_cache / "imagefolder").iterdir()

@@ -26,21 +26,20 @@ import tarfile
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_data_cifar import py2_batch_pickle, random_batch
 
-hypothesis = pytest.importorskip("hypothesis", reason="fuzzing needs hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-import tinynet  # noqa: E402
-from tinynet.data import archive, cifar, idx  # noqa: E402
-from tinynet.data.imagefolder import read_image_folder  # noqa: E402
-from tinynet.errors import DataError  # noqa: E402
-
-from test_data_cifar import py2_batch_pickle, random_batch  # noqa: E402
+import tinynet
+from tinynet.data import archive, cifar, idx
+from tinynet.data.imagefolder import read_image_folder
+from tinynet.errors import DataError
 
 CORPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
 EXAMPLES = int(os.environ.get("TINYNET_FUZZ_EXAMPLES", "40"))
-FUZZ = settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
+# TINYNET_FUZZ_RANDOM=1: a fresh random campaign instead of CI's fixed sequence
+FUZZ = settings(max_examples=EXAMPLES, derandomize=not os.environ.get("TINYNET_FUZZ_RANDOM"),
+                deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow, HealthCheck.data_too_large])
 

@@ -137,7 +137,8 @@ def test_size_limits(tmp_path):
 @pytest.mark.parametrize("damage", ["truncate-gz", "truncate-tar", "garbage", "empty",
                                     "flip-gz"])
 def test_corrupt_archives(tmp_path, damage):
-    gz = build(tmp_path / "a.tar.gz", [(f"f{i}", tarfile.REGTYPE, np.random.default_rng(i).bytes(3000))
+    gz = build(tmp_path / "a.tar.gz", [(f"f{i}", tarfile.REGTYPE,
+                                        np.random.default_rng(i).bytes(3000))
                                        for i in range(4)])
     with open(gz, "rb") as f:
         raw = f.read()

@@ -69,7 +69,9 @@ def test_channels_last_input_gives_the_same_result(case):
     y2, cache2 = conv2d_forward(_channels_last(x), wt, None, s, p)
     np.testing.assert_allclose(y1, y2, rtol=1e-12, atol=1e-12)
     dy = rng.standard_normal(y1.shape)
-    for a, b in zip(conv2d_backward(dy, cache1), conv2d_backward(_channels_last(dy), cache2)):
+    pairs = zip(conv2d_backward(dy, cache1), conv2d_backward(_channels_last(dy), cache2),
+                strict=True)
+    for a, b in pairs:
         if a is not None:
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 

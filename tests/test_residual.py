@@ -50,7 +50,8 @@ def test_projection_shortcut_and_state_dict_names():
 
 def test_shape_mismatch_without_projection_is_a_shape_error():
     block = tinynet.Sequential(Residual(tinynet.Sequential(Conv2d(2, 4, 3, 1, 1))))
-    with pytest.raises(ShapeError, match=r"Residual '0'.*\(1, 4, 5, 5\).*\(1, 2, 5, 5\).*projection"):
+    expected = r"Residual '0'.*\(1, 4, 5, 5\).*\(1, 2, 5, 5\).*projection"
+    with pytest.raises(ShapeError, match=expected):
         block(np.zeros((1, 2, 5, 5), np.float32))
     with pytest.raises(TypeError, match="Module"):
         Residual(lambda x: x)

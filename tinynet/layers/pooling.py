@@ -20,7 +20,7 @@ class _Pool2d(Module):
             raise ValueError(f"{type(self).__name__} needs kernel_size and stride > 0 and "
                              f"padding >= 0, got kernel_size={kernel_size}, stride={stride}, "
                              f"padding={padding}")
-        if any(p > k // 2 for p, k in zip(self.padding, self.kernel_size)):
+        if any(p > k // 2 for p, k in zip(self.padding, self.kernel_size, strict=True)):
             raise ValueError(f"{type(self).__name__}: padding {self.padding} must be at most "
                              f"half of kernel_size {self.kernel_size} (as PyTorch)")
         self._cache = None

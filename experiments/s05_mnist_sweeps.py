@@ -31,10 +31,13 @@ SWEEPS = {
                                                   "leaky_relu")],
     "optimizer": [(o, lr, 64, "relu") for lr in (0.01, 0.001, 0.0001) for o in ("sgd", "adam")],
 }
-DISCUSSION = """Smaller batches take more, noisier steps per epoch and reach a higher accuracy
-after one epoch at lr 0.01 but cost more time; lr 0.1 is the best one-epoch SGD rate and
-0.0001 barely moves; sigmoid learns slowest at lr 0.01; Adam is best at 0.001 and 0.0001
-and worse at 0.01, where SGD is at its best."""
+DISCUSSION = """After one epoch at lr 0.01, smaller batches (more, noisier steps) reach a
+higher accuracy (batch 16: about 91% against 73% at batch 128); lr 0.1 is the best SGD rate
+and 0.0001 barely moves; sigmoid is stuck near chance at lr 0.01 while tanh and ELU beat
+ReLU; Adam beats plain SGD at every lr tried, best at 0.001. The twin matches to 0.05
+points everywhere except Adam at lr 0.01, where training is unstable and float32 rounding
+differences grow into a different run (87% vs 94% after the epoch); in float64 tinynet's
+and PyTorch's Adam losses agree to 1e-12 over 300 steps, so the formulas are the same."""
 
 
 def _smooth(values: list, window: int) -> list:

@@ -196,3 +196,30 @@ def test_matches_pytorch_float32(case, torch):
     np.testing.assert_allclose(layer.weight.grad, twin.weight.grad.numpy(), rtol=1e-4, atol=1e-4)
     if bias:
         np.testing.assert_allclose(layer.bias.grad, twin.bias.grad.numpy(), rtol=1e-4, atol=1e-4)
+
+
+hypothesis = pytest.importorskip("hypothesis", reason="hypothesis draws random conv shapes")
+st = hypothesis.strategies
+
+
+@hypothesis.settings(max_examples=40, deadline=None, derandomize=True)
+@hypothesis.given(n=st.integers(1, 2), c=st.integers(1, 3), o=st.integers(1, 3),
+                  h=st.integers(1, 7), w=st.integers(1, 7), kh=st.integers(1, 3),
+                  kw=st.integers(1, 3), sh=st.integers(1, 2), sw=st.integers(1, 2),
+                  ph=st.integers(0, 2), pw=st.integers(0, 2), bias=st.booleans())
+def test_random_shapes_match_loop_reference(n, c, o, h, w, kh, kw, sh, sw, ph, pw, bias):
+    hypothesis.assume(h + 2 * ph >= kh and w + 2 * pw >= kw)
+    rng = np.random.default_rng(n + 7 * c + 31 * h + 131 * w)
+    x = rng.standard_normal((n, c, h, w))
+    wt = rng.standard_normal((o, c, kh, kw))
+    b = rng.standard_normal(o) if bias else None
+    y, cache = conv2d_forward(x, wt, b, (sh, sw), (ph, pw))
+    np.testing.assert_allclose(y, conv2d_naive(x, wt, b, (sh, sw), (ph, pw)), rtol=1e-10,
+                               atol=1e-12)
+    dy = rng.standard_normal(y.shape)
+    dx, dw, db = conv2d_backward(dy, cache)
+    dx_ref, dw_ref, db_ref = conv2d_backward_naive(dy, x, wt, (sh, sw), (ph, pw))
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(dw, dw_ref, rtol=1e-10, atol=1e-12)
+    if bias:
+        np.testing.assert_allclose(db, db_ref, rtol=1e-10, atol=1e-12)

@@ -152,3 +152,32 @@ def test_bad_arguments_and_inputs():
         layer.backward(np.zeros((1, 1, 3, 3), np.float32))
     with pytest.raises(RuntimeError, match="before forward"):
         MaxPool2d(2).backward(np.zeros((1, 1, 1, 1), np.float32))
+
+
+hypothesis = pytest.importorskip("hypothesis", reason="hypothesis draws random pool shapes")
+st = hypothesis.strategies
+
+
+@hypothesis.settings(max_examples=40, deadline=None, derandomize=True)
+@hypothesis.given(h=st.integers(1, 7), w=st.integers(1, 7), kh=st.integers(1, 3),
+                  kw=st.integers(1, 3), sh=st.integers(1, 3), sw=st.integers(1, 3),
+                  ph=st.integers(0, 1), pw=st.integers(0, 1), channels_last=st.booleans())
+def test_random_shapes_match_loop_reference(h, w, kh, kw, sh, sw, ph, pw, channels_last):
+    hypothesis.assume(ph <= kh // 2 and pw <= kw // 2 and h + 2 * ph >= kh and w + 2 * pw >= kw)
+    rng = np.random.default_rng(h + 7 * w + 31 * kh + 131 * kw)
+    x = rng.integers(0, 3, (2, 3, h, w)).astype(np.float64)   # ties on purpose
+    x_in = _channels_last(x) if channels_last else x
+    k, s, p = (kh, kw), (sh, sw), (ph, pw)
+    pool = MaxPool2d(k, s, p)
+    y_ref, _ = maxpool2d_naive(x, k, s, p)
+    np.testing.assert_array_equal(pool(x_in), y_ref)
+    dy = rng.standard_normal(y_ref.shape)
+    np.testing.assert_allclose(pool.backward(dy), maxpool2d_backward_naive(dy, x, k, s, p),
+                               rtol=1e-12, atol=1e-12)
+    for include in (True, False):
+        avg = AvgPool2d(k, s, p, count_include_pad=include)
+        np.testing.assert_allclose(avg(x_in), avgpool2d_naive(x, k, s, p, include),
+                                   rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(avg.backward(dy),
+                                   avgpool2d_backward_naive(dy, x, k, s, p, include),
+                                   rtol=1e-12, atol=1e-12)

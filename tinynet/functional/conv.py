@@ -91,6 +91,16 @@ def im2col(x, kernel_size: tuple[int, int], stride: tuple[int, int],
     oh = conv_output_size(h, kh, sh, padding[0])
     ow = conv_output_size(w, kw, sw, padding[1])
     xpad = pad_nhwc(x, padding)
+    if c == 1:
+        # One input channel (a first layer on grey images): NumPy copies the 6-D view
+        # below element by element; one strided copy per tap was measured 3x faster
+        # (0.25 vs 0.78 ms on 64x1x28x28). Every element is still written once.
+        cols = xp.empty((n, oh, ow, kh * kw), dtype=x.dtype)
+        for i in range(kh):
+            for j in range(kw):
+                cols[..., i * kw + j] = xpad[:, i:i + sh * (oh - 1) + 1:sh,
+                                             j:j + sw * (ow - 1) + 1:sw, 0]
+        return cols.reshape(n * oh * ow, kh * kw)
     s_n, s_h, s_w, s_c = xpad.strides
     windows = xp.lib.stride_tricks.as_strided(
         xpad, shape=(n, oh, ow, kh, kw, c),

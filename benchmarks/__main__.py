@@ -37,13 +37,13 @@ def _parser() -> argparse.ArgumentParser:
                         "e.g. step/base, layer/conv, /both")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--repeats", type=int, default=None,
-                   help="timed blocks per side and case (default 7, quick 3)")
+                   help="timed blocks per side and case (default 5, quick 3)")
     p.add_argument("--threads", type=int, default=None,
                    help="threads for NumPy's BLAS and for torch (default: all cores)")
     p.add_argument("--pause", type=float, default=0.25,
                    help="seconds of sleep before each timed block (default 0.25)")
     p.add_argument("--min-block", type=float, default=None,
-                   help="seconds each timed block lasts at least (default 0.15, quick 0.05)")
+                   help="seconds each timed block lasts at least (default 0.1, quick 0.03)")
     p.add_argument("--batches", default=None,
                    help="step batch sizes, comma separated (default 64,256,1024)")
     p.add_argument("--out", default=None,
@@ -97,8 +97,15 @@ def run_case(case, timer, repeats: int, device: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from . import cases as C
-    from .report import (machine_header, machine_tag, markdown, write_json, write_markdown,
-                         write_png)
+    from .report import (
+        load_average,
+        machine_header,
+        machine_tag,
+        markdown,
+        write_json,
+        write_markdown,
+        write_png,
+    )
     from .timing import Timer, set_threads
     batches = C.STEP_BATCHES
     if args.batches:
@@ -122,15 +129,15 @@ def main(argv: list[str] | None = None) -> int:
                          "pip install torch") from None
     if args.device == "cuda":
         _cuda_setup()
-    repeats = args.repeats or (3 if args.quick else 7)
+    repeats = args.repeats or (3 if args.quick else 5)
     if repeats < 1:
         raise SystemExit(f"--repeats must be >= 1, got {repeats}")
     if args.pause < 0:
         raise SystemExit(f"--pause must be >= 0, got {args.pause}")
-    min_block = args.min_block if args.min_block is not None else (0.05 if args.quick else 0.15)
+    min_block = args.min_block if args.min_block is not None else (0.03 if args.quick else 0.1)
     threads = set_threads(args.threads)
     timer = Timer(pause=args.pause, min_block=min_block, device=args.device,
-                  warmup=0.1 if args.quick else 0.3)
+                  warmup=0.05 if args.quick else 0.2)
     head = machine_header(args.device, threads, timer, repeats)
     print(f"# {len(cases)} cases on {head['cpu']} ({args.device}), {threads.count} threads "
           f"both sides, {args.pause:g} s pause before every timed block, {repeats} "
@@ -144,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
               + (f"  step/floor {row['floor_ratio']:.2f}" if "floor_ratio" in row else ""),
               flush=True)
     head["seconds"] = round(time.perf_counter() - t0, 1)
-    head["load_average_end"] = __import__("benchmarks.report", fromlist=["_load"])._load()
+    head["load_average_end"] = load_average()
     text = markdown(head, rows)
     out = args.out or os.path.join(RESULTS, machine_tag(head))
     name = args.name or ("quick" if args.quick else "suite")

@@ -28,8 +28,9 @@ work on the same numbers (the twin's weights are copied with ``tinynet.parity.to
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy
 
@@ -55,7 +56,7 @@ class Case:
     group: str                      # "layer" or "step"
     title: str
     batch: int
-    build: Callable[[str], "Built"]
+    build: Callable[[str], Built]
     model: str = ""                 # step cases: the key of TARGETS
 
 

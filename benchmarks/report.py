@@ -33,7 +33,7 @@ def _gpu_name() -> str:
     return "no GPU"
 
 
-def _load() -> str:
+def load_average() -> str:
     try:
         return " ".join(f"{v:.2f}" for v in os.getloadavg())
     except OSError:
@@ -48,7 +48,7 @@ def machine_header(device: str, threads, timer, repeats: int) -> dict:
     import tinynet
     from tinynet import backend
     head = {
-        "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+        "date_utc": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M"),
         "host": platform.node(),
         "cpu": _cpu_model(),
         "cores": os.cpu_count(),
@@ -66,7 +66,7 @@ def machine_header(device: str, threads, timer, repeats: int) -> dict:
         "pause_s": timer.pause,
         "min_block_s": timer.min_block,
         "repeats": repeats,
-        "load_average_start": _load(),
+        "load_average_start": load_average(),
         "method": (f"tinynet and PyTorch in one process, interleaved (order reversed every "
                    f"repeat), each after its own warm-up; every timed block starts after a "
                    f"{timer.pause:g} s pause so the other side's BLAS/OpenMP threads stop "
@@ -122,12 +122,12 @@ def markdown(head: dict, rows: list[dict]) -> str:
              "",
              f"- machine: {head['cpu']}, {head['cores']} cores"
              + (f"; GPU {head['gpu']}" if head.get("gpu") else "") + f"; {head['os']}",
-             f"- versions: Python {head['python']}, NumPy {head['numpy']}, torch "
-             f"{head['torch']} ({head['torch_blas']}), {head['backend']}",
+             (f"- versions: Python {head['python']}, NumPy {head['numpy']}, torch "
+             f"{head['torch']} ({head['torch_blas']}), {head['backend']}"),
              f"- NumPy BLAS: {'; '.join(head['numpy_blas']) or 'unknown'}",
              f"- threads: {head['threads']} on both sides ({head['threads_how']})",
-             f"- date (UTC): {head['date_utc']}; load average at start "
-             f"{head['load_average_start']}, at end {head.get('load_average_end', 'n/a')}",
+             (f"- date (UTC): {head['date_utc']}; load average at start "
+             f"{head['load_average_start']}, at end {head.get('load_average_end', 'n/a')}"),
              f"- method: {head['method']}"]
     if head.get("tf32"):
         lines.append(f"- TF32: {head['tf32']}")
@@ -135,12 +135,12 @@ def markdown(head: dict, rows: list[dict]) -> str:
     steps = [r for r in rows if r["group"] == "step"]
     if steps:
         lines += ["## Training steps (forward, loss, backward, SGD update)", "",
-                  "ratio = tinynet / PyTorch (median times; < 1 means tinynet is faster). "
+                  ("ratio = tinynet / PyTorch (median times; < 1 means tinynet is faster). "
                   "GEMM floor = the step's matrix products alone with NumPy's BLAS "
                   "(torch's BLAS in brackets); GFLOP/s = those products' FLOPs / the whole "
-                  "step's time; step/floor = how far the step is from its own products.", "",
-                  f"| case | batch | {side} ms | {other} ms | ratio | GEMM floor ms | "
-                  f"GFLOP/s | step/floor | target |",
+                  "step's time; step/floor = how far the step is from its own products."), "",
+                  (f"| case | batch | {side} ms | {other} ms | ratio | GEMM floor ms | "
+                  f"GFLOP/s | step/floor | target |"),
                   "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
         for r in steps:
             floor = (f"{_ms(r['gemm']['median'])} ({_ms(r['gemm_torch']['median'])})"

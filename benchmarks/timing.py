@@ -22,8 +22,8 @@ import math
 import os
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 _LIMITERS: list = []  # threadpoolctl limiters, kept alive for the life of the process
 

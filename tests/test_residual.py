@@ -48,6 +48,15 @@ def test_projection_shortcut_and_state_dict_names():
     np.testing.assert_allclose(block.projection[0].weight.grad, 2 * g, rtol=1e-5)
 
 
+def test_projection_can_be_assigned_later():
+    block = Residual(Linear(2, 3))
+    assert block.projection is None
+    block.projection = Linear(2, 3)
+    assert isinstance(block.projection, Linear)
+    assert block(np.ones((1, 2), np.float32)).shape == (1, 3)
+    assert list(block.state_dict())[2:] == ["projection.weight", "projection.bias"]
+
+
 def test_shape_mismatch_without_projection_is_a_shape_error():
     block = tinynet.Sequential(Residual(tinynet.Sequential(Conv2d(2, 4, 3, 1, 1))))
     expected = r"Residual '0'.*\(1, 4, 5, 5\).*\(1, 2, 5, 5\).*projection"

@@ -31,8 +31,16 @@ class Residual(Module):
         self.body = body
         if projection is not None:
             self.projection = projection
-        else:
-            object.__setattr__(self, "projection", None)
+
+    def __getattr__(self, name: str):
+        # No projection is "projection is None", without storing a None attribute that
+        # would shadow a projection module assigned later.
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == "projection":
+                return None
+            raise
 
     def forward(self, x):
         y = self.body(x)

@@ -29,11 +29,14 @@ LATENTS = [2, 8, 16, 32, 64]
 EPOCHS = 5
 HEAD_LATENT = 32
 HEAD_EPOCHS = 5
-DISCUSSION = """The reconstruction error falls steeply from d = 2 to d = 16 and slowly after:
-MNIST digits live near a low-dimensional manifold. A linear softmax on the frozen
-32-dimensional code is compared with a linear softmax on the 784 raw pixels: the code
-was learnt without labels, so whether it beats raw pixels is the question the report
-asked."""
+DISCUSSION = """The reconstruction error falls steadily with the latent size (test MSE
+0.057 at d = 2, 0.012 at d = 32, 0.008 at d = 64) and the twin agrees to the fourth
+digit. The linear head on the frozen 32-dimensional code does worse than a linear model
+on the raw pixels here (about 74% against 92%), but that comparison is unfair to the
+code: the codes are not standardised and are tens of units large, so SGD at lr 0.1
+oscillates (train loss stays near 2, test accuracy jumps between 70% and 85% from epoch
+to epoch). Standardising the codes or a smaller lr for that head is the fix; it was not
+run for lack of machine time."""
 
 
 def autoencoder(d: int) -> Sequential:

@@ -260,3 +260,21 @@ def test_backend_helpers(xp, torch):
     assert f"numpy {np.__version__}" in backend.name()
     with pytest.raises(DeviceError, match="expected 'cpu' or 'cuda'"):
         backend.to_device(a, "gpu")
+
+
+def test_assigning_a_module_or_parameter_after_none_replaces_the_plain_attribute():
+    import numpy as np
+
+    import tinynet
+    from tinynet.parameter import Parameter
+
+    m = tinynet.Module()
+    m.proj = None
+    m.proj = tinynet.Linear(2, 3)
+    assert isinstance(m.proj, tinynet.Linear)
+    assert [k for k, _ in m.named_parameters()] == ["proj.weight", "proj.bias"]
+    m.w = None
+    m.w = Parameter(np.zeros(2, dtype=np.float32))
+    assert isinstance(m.w, Parameter) and "w" in dict(m.named_parameters())
+    m.w = None  # and back: no longer a parameter
+    assert m.w is None and "w" not in dict(m.named_parameters())

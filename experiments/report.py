@@ -36,6 +36,21 @@ def _partial_runs(folder: str) -> int:
         return 0
 
 
+def _partial_table(folder: str) -> str:
+    """The finished runs of an unfinished study: epochs, last test accuracy and loss."""
+    with open(os.path.join(folder, "histories.json")) as f:
+        runs = json.load(f).get("runs", {})
+    rows = []
+    for key, r in runs.items():
+        h = r.get("tinynet") or {}
+        acc, loss = h.get("test_acc") or [None], h.get("test_loss") or [None]
+        rows.append([key, str(len(h.get("epoch", []))), acc[-1], loss[-1],
+                     r.get("params"), f"{h.get('total_seconds') or 0:.0f}"])
+    return "Finished runs (tinynet):\n\n" + common.md_table(
+        ["run", "epochs", "last test/val acc", "last test/val loss", "parameters",
+         "train s"], rows)
+
+
 def write_report(results: str = "results") -> str:
     parts = [INTRO]
     timing = ["| study | title | mode | wall s (last run) | training s (all runs) | finished |",
@@ -52,8 +67,9 @@ def write_report(results: str = "results") -> str:
             continue
         if not os.path.isfile(meta_path):
             partial = _partial_runs(folder)
-            what = (f"Stopped before it finished: {partial} run(s) saved in "
-                    f"`{folder}/histories.json`; rerunning the study reuses them."
+            what = (f"Stopped before it finished (no machine time left): {partial} run(s) "
+                    f"saved in `{folder}/histories.json`; rerunning the study reuses them "
+                    "and trains the rest.\n\n" + _partial_table(folder)
                     if partial else f"Not run yet (no `{folder}/meta.json`).")
             timing.append(f"| {name} | - | not finished | - | - | - |")
             sections.append(f"## {name.upper()}\n\n{what}\n")

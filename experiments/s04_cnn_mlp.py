@@ -25,10 +25,11 @@ CONFIGS = [  # key, builder, reported test accuracy
     ("BN MLP", models.bn_mlp, 88.32),
     ("ConvBN", models.convbn, 89.59),
 ]
-DISCUSSION = """At this small learning rate the plain models are still far from converged
-after 20 epochs, and the convolutional ones learn faster per epoch than the MLPs with
-fewer parameters; BatchNorm lifts both much more than the switch to convolutions does.
-The CNNs cost several times more time per epoch on the CPU (im2col convolutions)."""
+DISCUSSION = """The reports found the CNNs ahead of the MLPs of the same family (SimpleCNN
+81.15% vs base MLP 78.46%; ConvBN 89.59% vs BN MLP 88.32%) at this small learning rate,
+and BatchNorm worth more than the switch to convolutions. On this machine only the QUICK
+run was afforded (a 20-epoch ConvBN run costs about an hour of one free CPU core here):
+its numbers check that the study runs and say nothing about the comparison."""
 
 
 def run(out_dir: str, quick: bool = False, seed: int = 0, use_torch: bool = True,

@@ -220,6 +220,29 @@ def test_sigmoid_extremes_are_finite_and_precise():
     assert y[0, 0] == 0.0 and y[0, 4] == 1.0 and y[0, 2] == 0.5
 
 
+@pytest.mark.parametrize("layout", ["C", "F", "channels_last", "strided"])
+def test_fast_relu_matches_the_loop_definition(xp, layout):
+    """relu_forward compares memory-order rows with a row of zeros (a speed path); it must
+    equal the element-by-element definition, keep the input's memory layout, and cover a
+    tail shorter than a row. Shape (2, 3, 7, 1171): 49,182 values = 3 rows of 16,384 + 30."""
+    from tinynet.layers.activation import ZERO_ROW, relu_forward, relu_naive
+    x = _rng(11).normal(size=(2, 3, 7, 1171)).astype(np.float32)
+    x[0, 0, 0, :4] = [0.0, -0.0, np.nan, -np.inf]
+    assert x.size > 2 * ZERO_ROW and x.size % ZERO_ROW
+    # memory order of the axes, slowest first: an array of x's values laid out that way
+    order = {"C": (0, 1, 2, 3), "F": (3, 2, 1, 0), "channels_last": (0, 2, 3, 1),
+             "strided": (0, 1, 2, 3)}[layout]
+    xd = xp.asarray(np.ascontiguousarray(x.transpose(order)))
+    xd = xd.transpose(tuple(int(i) for i in np.argsort(order)))
+    if layout == "strided":
+        x, xd = x[:, :, ::2, :], xd[:, :, ::2, :]
+    y = relu_forward(xd)
+    np.testing.assert_array_equal(xp.asnumpy(y), relu_naive(x))
+    if layout != "strided":
+        assert y.strides == xd.strides
+    np.testing.assert_array_equal(xp.asnumpy(ReLU()(xd)), relu_naive(x))
+
+
 def test_activations_reject_non_arrays():
     for layer in (ReLU(), Tanh(), Sigmoid(), LeakyReLU(), ELU(), Flatten()):
         with pytest.raises(ShapeError):

@@ -176,7 +176,14 @@ class Sigmoid(_Elementwise):
 class LeakyReLU(_Elementwise):
     """y = x for x > 0, else negative_slope * x;  dy/dx = 1 for x > 0, else negative_slope.
 
-    At x = 0 the slope is ``negative_slope``, as in PyTorch.
+    At x = 0 the slope is ``negative_slope``, as in PyTorch. For the usual slopes
+    s in [0, 1] both are computed without a select (NumPy's ``where`` on a random mask
+    was measured ~10x slower than a plain element-wise pass), exactly:
+
+        y = max(x, s x)                 (s x <= x for x > 0, s x >= x for x < 0)
+        dy/dx = max([x > 0], s)         (1 where x > 0, else s)
+
+    Other slopes take ``where``.
     """
 
     def __init__(self, negative_slope: float = 0.01) -> None:
@@ -186,20 +193,35 @@ class LeakyReLU(_Elementwise):
 
     def forward(self, x):
         xp = self._enter(x)
+        s = x.dtype.type(self.negative_slope)
         self._positive = positive = x > 0
-        return xp.where(positive, x, x * x.dtype.type(self.negative_slope))
+        if 0.0 <= self.negative_slope <= 1.0:
+            y = xp.multiply(x, s)
+            return xp.maximum(x, y, out=y)
+        return xp.where(positive, x, x * s)
 
     def backward(self, dy, input_grad: bool = True):
         positive = self._cached(self._positive, dy)
         xp = get_array_module(dy)
-        return xp.where(positive, dy, dy * dy.dtype.type(self.negative_slope))
+        s = dy.dtype.type(self.negative_slope)
+        if 0.0 <= self.negative_slope <= 1.0:
+            slope = positive.astype(dy.dtype)
+            xp.maximum(slope, s, out=slope)
+            return xp.multiply(slope, dy, out=slope)
+        return xp.where(positive, dy, dy * s)
 
     def extra_repr(self) -> str:
         return f"negative_slope={self.negative_slope}"
 
 
 class ELU(_Elementwise):
-    """y = x for x > 0, else alpha (e^x - 1);  dy/dx = 1 for x > 0, else alpha e^x = y + alpha."""
+    """y = x for x > 0, else alpha (e^x - 1);  dy/dx = 1 for x > 0, else alpha e^x = y + alpha.
+
+    Without a select (see LeakyReLU), exactly: ``alpha * expm1(min(x, 0))`` is 0 for
+    x > 0, so ``y = relu(x) + alpha * expm1(min(x, 0))``; and with p = [x > 0] as 0/1,
+    ``dy/dx = p + (1 - p) (min(y, 0) + alpha)``, where ``min(y, 0) + alpha`` is finite
+    everywhere (so 0 times it is 0) and equals y + alpha for x <= 0.
+    """
 
     def __init__(self, alpha: float = 1.0) -> None:
         super().__init__()
@@ -210,14 +232,25 @@ class ELU(_Elementwise):
     def forward(self, x):
         xp = self._enter(x)
         a = x.dtype.type(self.alpha)
-        self._positive = positive = x > 0
-        self._y = y = xp.where(positive, x, a * xp.expm1(xp.minimum(x, 0)))
+        self._positive = x > 0
+        e = xp.minimum(x, 0)
+        xp.expm1(e, out=e)
+        e *= a                                   # 0 for x > 0
+        y = relu_forward(x)
+        y += e
+        self._y = y
         return y
 
     def backward(self, dy, input_grad: bool = True):
         y, positive = self._cached(self._y, dy), self._positive
         xp = get_array_module(dy)
-        return xp.where(positive, dy, dy * (y + y.dtype.type(self.alpha)))
+        p = positive.astype(dy.dtype)
+        g = xp.minimum(y, 0)
+        g += y.dtype.type(self.alpha)            # y + alpha where x <= 0, alpha elsewhere
+        g *= 1 - p
+        g += p
+        g *= dy
+        return g
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}"

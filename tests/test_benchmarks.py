@@ -60,3 +60,16 @@ def test_list_names_every_case(capsys):
                   "cross_entropy"):
         for mode in ("fwd", "bwd", "both"):
             assert f"layer/{layer}/{mode}" in names
+
+
+def test_profile_names_every_part_of_the_step():
+    from benchmarks.profile import format_profile, profile_step
+    result = profile_step("base", 4, steps=1)
+    parts = [r["part"] for r in result["rows"]]
+    for part in ("1 Linear fwd", "2 ReLU fwd", "5 Linear bwd", "1 Linear bwd", "loss", "sgd"):
+        assert part in parts
+    assert "0 Flatten bwd" not in parts   # fit's backward stops at the first Linear
+    first = next(r for r in result["rows"] if r["part"] == "1 Linear bwd")
+    assert first["flops"] == 2 * 4 * 784 * 512          # dW only: no dx for the first layer
+    text = format_profile(result)
+    assert text.startswith("base step at batch 4:") and "sgd" in text

@@ -15,5 +15,9 @@ full float32 products on both sides.
 """
 
 import os
+import sys
 
+# TF32 would stay on if the user had set CUPY_TF32 and CuPy was already imported
+# (e.g. by ``tinynet bench``, which imports tinynet first); --device cuda refuses then.
+CUPY_TF32_TOO_LATE = os.environ.get("CUPY_TF32", "0") not in ("", "0") and "cupy" in sys.modules
 os.environ["CUPY_TF32"] = "0"  # before tinynet.backend imports cupy

@@ -19,7 +19,7 @@ import os
 import sys
 import time
 
-import benchmarks  # noqa: F401 -- sets CUPY_TF32=0 before tinynet imports cupy
+import benchmarks  # first: sets CUPY_TF32=0 before tinynet imports cupy
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -62,6 +62,9 @@ def _cuda_setup() -> None:
         raise SystemExit("--device cuda: torch sees no CUDA device")
     if not cuda_available():
         raise SystemExit("--device cuda: CuPy is not installed or sees no CUDA device")
+    if benchmarks.CUPY_TF32_TOO_LATE:
+        raise SystemExit("CUPY_TF32 is set in the environment and CuPy was imported before "
+                         "the benchmarks could turn TF32 off: unset CUPY_TF32")
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     torch.set_float32_matmul_precision("highest")

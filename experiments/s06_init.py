@@ -22,11 +22,17 @@ EPOCHS = 20
 LR = 0.01
 REPORTED = {"normal": "loss starts >= 2.30, ends near 2.05", "glorot":
             "loss starts near 1.8, ends near 1.2; better accuracy"}
-DISCUSSION = """N(0, 1) weights make the pre-activations of a 3072-input layer tens of units
-large, so the first logits are huge, the initial loss is far above log(10) = 2.30 and
-SGD spends its steps undoing the scale; Glorot's variance 2/(fan_in + fan_out) keeps the
-signal's scale from layer to layer and trains at once. Our data is the JPEG re-encoding
-of CIFAR-10 (close to, not equal to, the official pixels)."""
+DISCUSSION = """Glorot replicates the report: training loss 1.90 after the first epoch and
+1.21 after the twentieth (report: about 1.8 and 1.2), 46.9% test accuracy. With N(0, 1)
+weights a 3072-input layer makes pre-activations tens of units large and the logits
+astronomically so (mean loss of the first epoch about 1.6e31); the first huge SGD steps
+push every ReLU unit negative for all inputs, the network goes dead, its output no longer
+depends on the input and the loss sits at log(10) = 2.3026 with 10% accuracy from then on.
+The report's Normal run also started at >= 2.30 but crept down to 2.05, so some of its
+units survived the first steps; which units die depends on the draw of the weights and
+the first batches, so both are the same failure of that initialisation, ours complete.
+The twin was not run for this study (machine time). Our data is the JPEG re-encoding of
+CIFAR-10, close to but not equal to the official pixels."""
 
 
 def normal_init(model) -> None:

@@ -523,8 +523,10 @@ def machine() -> str:
 
 
 def line_plot(path: str, series: list, xlabel: str, ylabel: str, title: str = "",
-              logy: bool = False, logx: bool = False, hlines: list | None = None) -> str:
-    """One axes: ``series`` is a list of ``(x, y, label, style)`` (style may be "")."""
+              logy: bool = False, logx: bool = False, hlines: list | None = None,
+              ylim: tuple | None = None) -> str:
+    """One axes: ``series`` is a list of ``(x, y, label, style)`` (style may be "");
+    ``ylim`` clips the y axis (points outside are off the plot; say so in the title)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -540,6 +542,8 @@ def line_plot(path: str, series: list, xlabel: str, ylabel: str, title: str = ""
         ax.set_yscale("log")
     if logx:
         ax.set_xscale("log")
+    if ylim is not None:
+        ax.set_ylim(*ylim)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:

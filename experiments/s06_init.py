@@ -79,8 +79,12 @@ def run(out_dir: str, quick: bool = False, seed: int = 0, use_torch: bool = True
         acc_series.append((h["epoch"], h["train_acc"], f"{key} train", f"C{i}o-"))
         acc_series.append((h["epoch"], h["test_acc"], f"{key} test", f"C{i}s--"))
     files = [os.path.join(out_dir, "loss.png"), os.path.join(out_dir, "accuracy.png")]
-    common.line_plot(files[0], loss_series, "epoch", "cross-entropy loss (log scale)",
-                     "S6: loss, Normal N(0,1) vs Glorot uniform init", logy=True)
+    off = [f"{k} epoch 1: {r['tinynet']['train_loss'][0]:.3g}" for k, r in runs.items()
+           if r["tinynet"]["train_loss"] and r["tinynet"]["train_loss"][0] > 3]
+    common.line_plot(files[0], loss_series, "epoch", "cross-entropy loss",
+                     "S6: loss, Normal N(0,1) vs Glorot uniform init" +
+                     (f"\n(off the scale: {'; '.join(off)})" if off else ""),
+                     hlines=[(2.302585, "log(10): chance")], ylim=(0.8, 2.6))
     common.line_plot(files[1], acc_series, "epoch", "accuracy (%)",
                      "S6: accuracy, Normal N(0,1) vs Glorot uniform init")
     table = f"## {epochs} epochs, CIFAR-10 (JPEG copy)\n\n"

@@ -9,7 +9,9 @@ import tinynet
 from tinynet.errors import DTypeError, ShapeError
 from tinynet.layers import BatchNorm1d, BatchNorm2d
 
-SHAPES = [(BatchNorm1d, (8, 5)), (BatchNorm1d, (6, 4, 3)), (BatchNorm2d, (4, 3, 5, 3))]
+# (128, 5): N >= 64 takes BatchNorm1d's blocked channel sums (8 float32 blocks of N/8 rows)
+SHAPES = [(BatchNorm1d, (8, 5)), (BatchNorm1d, (128, 5)), (BatchNorm1d, (6, 4, 3)),
+          (BatchNorm2d, (4, 3, 5, 3))]
 
 
 def _reference(x, gamma, beta, eps):

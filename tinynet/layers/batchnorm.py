@@ -131,8 +131,13 @@ class _BatchNorm(Module):
         """
         xp = get_array_module(f)
         if kind == "rows":
-            if f.shape[0] == n:                     # (N, C): nothing to block
+            if f.shape[0] == n and (n < 64 or n % 8):   # (N, C), small: no blocks
                 part = f
+            elif f.shape[0] == n:                   # (N, C) -> 8 blocks of N/8 rows
+                # float32 BLAS sums of N/8 rows, then float64 across the 8 blocks: 3-4x
+                # faster than the float64 axis-0 sum of BN MLP's (256, 512) (measured).
+                f3 = f.reshape(8, n // 8, f.shape[1])
+                part = xp.matmul(xp.ones((n // 8,), dtype=f.dtype), f3)
             else:                                   # (N*H*W, C) -> (N, H*W, C)
                 f3 = f.reshape(n, -1, f.shape[1])
                 part = xp.matmul(xp.ones((f3.shape[1],), dtype=f.dtype), f3)

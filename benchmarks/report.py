@@ -81,6 +81,22 @@ def machine_header(device: str, threads, timer, repeats: int) -> dict:
     return head
 
 
+def busy_warning(head: dict) -> str:
+    """A warning when the 1-minute load average exceeded the core count during the run."""
+    loads = []
+    for key in ("load_average_start", "load_average_end"):
+        try:
+            loads.append(float(str(head.get(key, "")).split()[0]))
+        except (ValueError, IndexError):
+            pass
+    cores = head.get("cores") or 1
+    if loads and max(loads) > cores:
+        return (f"the machine was busy (1-minute load average up to {max(loads):.1f} on "
+                f"{cores} cores): other processes took CPU time, multi-threaded BLAS "
+                f"waits for descheduled threads, and these numbers are noise")
+    return ""
+
+
 def machine_tag(head: dict) -> str:
     """A folder name for the machine, e.g. ``cpu-intel-xeon-platinum-8481c-2c``."""
     if head["device"] == "cuda":
@@ -131,6 +147,9 @@ def markdown(head: dict, rows: list[dict]) -> str:
              f"- method: {head['method']}"]
     if head.get("tf32"):
         lines.append(f"- TF32: {head['tf32']}")
+    busy = busy_warning(head)
+    if busy:
+        lines.append(f"- **{busy}**")
     lines.append("")
     steps = [r for r in rows if r["group"] == "step"]
     if steps:

@@ -96,11 +96,16 @@ def xp(request) -> Backend:
     return Backend(request.param)
 
 
+# Read once at import: tests that isolate themselves delete TINYNET_DATA with monkeypatch,
+# possibly before this fixture runs, and must still find the shared files.
+_SHARED_DATA = os.path.abspath(
+    os.environ.get("TINYNET_DATA") or os.path.join(REPO, "..", "shared", "data"))
+
+
 @pytest.fixture
 def shared_data() -> str:
-    """The shared data folder (``$TINYNET_DATA`` or ``<repo>/../shared/data``)."""
-    folder = os.environ.get("TINYNET_DATA") or os.path.join(REPO, "..", "shared", "data")
-    folder = os.path.abspath(folder)
+    """The shared data folder (``$TINYNET_DATA`` at start-up, or ``<repo>/../shared/data``)."""
+    folder = _SHARED_DATA
     if not os.path.isdir(folder):
         pytest.skip(f"shared data folder {folder} not found (set TINYNET_DATA)")
     return folder

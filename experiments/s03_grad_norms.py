@@ -7,7 +7,8 @@ Part 2: vanishing gradients. A deep MLP (``DEPTH`` hidden Linear layers of width
 ``WIDTH``, PyTorch default init) with sigmoid vs ReLU, SGD lr 0.01, batch 64, trained on
 the first ``N_DEEP`` Fashion-MNIST images for ``DEEP_EPOCHS`` epochs; per layer, the
 mean |dL/dW| over the steps of each epoch. Plot: layer index vs mean gradient
-magnitude (log scale), first and last epoch.
+magnitude (log scale), first and last epoch; and, before training, the L2 norm of
+every layer's dL/dW for one batch read off ``tinynet.trace`` (deep_traced_grad_norms.png).
 """
 
 from __future__ import annotations
@@ -89,6 +90,23 @@ def _per_layer_grads(model, act: str, train, epochs: int, seed: int):
     return per_epoch, losses
 
 
+def _traced_weight_grad_norms(model, batch) -> list[float]:
+    """||dL/dW|| of every Linear weight for one batch, read off ``tinynet.trace``.
+
+    The trace records the pass layer by layer; its ``param_grad_norms()`` are the
+    per-parameter L2 norms (equal to PyTorch's to float64 round-off, tests/test_trace.py).
+    """
+    x, t = batch
+    loss_fn = tinynet.CrossEntropyLoss()
+    model.zero_grad()
+    with tinynet.trace(model) as tr:
+        loss_fn(model(x), t)
+        model.backward(loss_fn.backward())
+    norms = tr.param_grad_norms()
+    model.zero_grad()
+    return [v for k, v in norms.items() if k.endswith(".weight")]
+
+
 def run(out_dir: str, quick: bool = False, seed: int = 0, use_torch: bool = True,
         device: str = "cpu") -> dict:
     t0 = time.perf_counter()
@@ -131,17 +149,22 @@ def run(out_dir: str, quick: bool = False, seed: int = 0, use_torch: bool = True
     n_deep = 512 if quick else N_DEEP
     depth_epochs = 1 if quick else DEEP_EPOCHS
     deep_train = (train[0][:n_deep], train[1][:n_deep])
-    deep_rows, deep_series = [], []
+    deep_rows, deep_series, traced_series = [], [], []
+    probe = next(iter(DataLoader(deep_train[0], deep_train[1], batch_size=64)))
     for j, (act, variant) in enumerate(DEEP_VARIANTS):
         tinynet.manual_seed(seed)
         model = deep_mlp(act)
         if variant == "he":
             he_init(model)
             act = "relu_he"
+        traced_before = _traced_weight_grad_norms(model, probe)
         per_epoch, losses = _per_layer_grads(model, act, deep_train, depth_epochs, seed)
+        traced_series.append((list(range(1, len(traced_before) + 1)), traced_before,
+                              f"{act}, before training", f"C{j}-"))
         runs[f"deep_{act}"] = {"label": f"deep_{act}", "depth": DEPTH, "width": WIDTH,
                                "mean_abs_grad_per_layer_per_epoch": per_epoch,
-                               "train_loss": losses}
+                               "train_loss": losses,
+                               "traced_weight_grad_norm_before_training": traced_before}
         first, last = per_epoch[0], per_epoch[-1]
         ratio = (f"{np.log10(first[-1] / first[0]):.1f}" if first[0] > 0
                  else "first layer underflows to 0 in float32")
@@ -155,6 +178,12 @@ def run(out_dir: str, quick: bool = False, seed: int = 0, use_torch: bool = True
     common.line_plot(path, deep_series, "Linear layer (1 = next to the input)",
                      "mean |dL/dW| over the epoch (log scale)",
                      f"S3: {DEPTH} hidden layers of width {WIDTH}: sigmoid, ReLU, ReLU + He init",
+                     logy=True)
+    files.append(path)
+    path = os.path.join(out_dir, "deep_traced_grad_norms.png")
+    common.line_plot(path, traced_series, "Linear layer (1 = next to the input)",
+                     "||dL/dW|| for one batch (log scale)",
+                     f"S3: tinynet.trace of one batch, {DEPTH} hidden layers, at init",
                      logy=True)
     files.append(path)
     table += (f"\n## Mean |dL/dW| per layer, {DEPTH} hidden layers of width {WIDTH}, "

@@ -40,6 +40,21 @@ def load_average() -> str:
         return "n/a"
 
 
+def scheduling() -> str:
+    """The process's CPU scheduling policy, e.g. ``SCHED_FIFO priority 10`` under ``chrt -f 10``."""
+    try:
+        policy = os.sched_getscheduler(0)
+        prio = os.sched_getparam(0).sched_priority
+    except (AttributeError, OSError):
+        return "unknown"
+    names = {getattr(os, n): n for n in ("SCHED_OTHER", "SCHED_FIFO", "SCHED_RR", "SCHED_BATCH",
+                                         "SCHED_IDLE") if hasattr(os, n)}
+    name = names.get(policy, str(policy))
+    if name == "SCHED_OTHER":
+        return f"SCHED_OTHER nice {os.nice(0)}"
+    return f"{name} priority {prio}"
+
+
 def machine_header(device: str, threads, timer, repeats: int) -> dict:
     """Everything a reader needs to judge the numbers: machine, versions, settings."""
     import numpy
@@ -67,6 +82,7 @@ def machine_header(device: str, threads, timer, repeats: int) -> dict:
         "min_block_s": timer.min_block,
         "repeats": repeats,
         "load_average_start": load_average(),
+        "scheduling": scheduling(),
         "method": (f"tinynet and PyTorch in one process, interleaved (order reversed every "
                    f"repeat), each after its own warm-up; every timed block starts after a "
                    f"{timer.pause:g} s pause so the other side's BLAS/OpenMP threads stop "
@@ -143,7 +159,8 @@ def markdown(head: dict, rows: list[dict]) -> str:
              f"- NumPy BLAS: {'; '.join(head['numpy_blas']) or 'unknown'}",
              f"- threads: {head['threads']} on both sides ({head['threads_how']})",
              (f"- date (UTC): {head['date_utc']}; load average at start "
-             f"{head['load_average_start']}, at end {head.get('load_average_end', 'n/a')}"),
+             f"{head['load_average_start']}, at end {head.get('load_average_end', 'n/a')}; "
+             f"scheduling {head.get('scheduling', 'unknown')}"),
              f"- method: {head['method']}"]
     if head.get("tf32"):
         lines.append(f"- TF32: {head['tf32']}")

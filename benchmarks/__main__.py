@@ -101,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from . import cases as C
     from .report import (
+        busy_warning,
         load_average,
         machine_header,
         machine_tag,
@@ -142,6 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     timer = Timer(pause=args.pause, min_block=min_block, device=args.device,
                   warmup=0.05 if args.quick else 0.2)
     head = machine_header(args.device, threads, timer, repeats)
+    busy = busy_warning(head)
+    if busy:
+        print(f"warning: {busy}" + ("" if threads.count == 1 or "SCHED_FIFO" in head["scheduling"]
+              else "; try --threads 1, or chrt -f 10 (root) to give the timed blocks the "
+                   "cores"), file=sys.stderr, flush=True)
     print(f"# {len(cases)} cases on {head['cpu']} ({args.device}), {threads.count} threads "
           f"both sides, {args.pause:g} s pause before every timed block, {repeats} "
           f"interleaved repeats", flush=True)

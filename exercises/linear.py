@@ -11,7 +11,7 @@ the sum into a matrix product. Every gradient must have the shape of what it is 
 gradient of.
 """
 
-# ruff: noqa: F841, RUF059  (backward's first lines unpack what you will need)
+# ruff: noqa: F841  (backward's first lines unpack what you will need)
 
 import numpy
 

@@ -7,7 +7,7 @@ Derive dL/dz[n, c] for one sample (differentiate log p_t = z_t - log sum_k exp z
 then remember the mean over the batch.
 """
 
-# ruff: noqa: F841, RUF059  (backward's first lines unpack what you will need)
+# ruff: noqa: RUF059  (backward's first lines unpack what you will need)
 
 from tinynet import get_array_module
 

@@ -7,8 +7,14 @@ import pytest
 
 import tinynet
 from tinynet.errors import DTypeError, NonFiniteError, ShapeError
-from tinynet.functional.conv import (col2im, conv2d_backward, conv2d_backward_naive,
-                                     conv2d_forward, conv2d_naive, im2col)
+from tinynet.functional.conv import (
+    col2im,
+    conv2d_backward,
+    conv2d_backward_naive,
+    conv2d_forward,
+    conv2d_naive,
+    im2col,
+)
 from tinynet.layers import Conv2d
 
 # (N, C, H, W, O, kernel, stride, padding, bias): strides 1-2, paddings 0-2, odd sizes,

@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 
 from tinynet.errors import DTypeError, ShapeError
-from tinynet.functional.pool import (avgpool2d_backward_naive, avgpool2d_naive, is_channels_last,
-                                     maxpool2d_backward_naive, maxpool2d_naive)
+from tinynet.functional.pool import (
+    avgpool2d_backward_naive,
+    avgpool2d_naive,
+    is_channels_last,
+    maxpool2d_backward_naive,
+    maxpool2d_naive,
+)
 from tinynet.layers import AvgPool2d, MaxPool2d
 
 # (H, W, kernel, stride, padding): the 2x2/2 fast path, overlapping windows, odd sizes

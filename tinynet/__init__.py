@@ -10,10 +10,32 @@ PyTorch's names, argument orders, defaults and state_dict layout, with no autogr
 from . import backend, init
 from .backend import cuda_available, get_array_module
 from .checks import checking, set_checks
-from .errors import (DataError, DeviceError, DTypeError, LabelError, NonFiniteError,
-                     ShapeError, StateDictError, TinynetError)
-from .layers import (ELU, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Flatten,
-                     LeakyReLU, Linear, MaxPool2d, ReLU, Residual, Sigmoid, Tanh)
+from .errors import (
+                     DataError,
+                     DeviceError,
+                     DTypeError,
+                     LabelError,
+                     NonFiniteError,
+                     ShapeError,
+                     StateDictError,
+                     TinynetError,
+)
+from .layers import (
+                     ELU,
+                     AvgPool2d,
+                     BatchNorm1d,
+                     BatchNorm2d,
+                     Conv2d,
+                     Dropout,
+                     Flatten,
+                     LeakyReLU,
+                     Linear,
+                     MaxPool2d,
+                     ReLU,
+                     Residual,
+                     Sigmoid,
+                     Tanh,
+)
 from .losses import CrossEntropyLoss, MSELoss
 from .models import count_parameters
 from .module import Module, Sequential
@@ -21,17 +43,53 @@ from .optim import SGD, Adam, Optimizer
 from .parameter import Parameter
 from .random import manual_seed
 from .serialization import load, save
-from .train import evaluate, fit
 from .trace import trace
+from .train import evaluate, fit
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "backend", "init", "cuda_available", "get_array_module", "checking", "set_checks",
-    "TinynetError", "ShapeError", "DTypeError", "LabelError", "NonFiniteError", "DataError",
-    "StateDictError", "DeviceError", "Module", "Sequential", "Parameter", "Linear", "ReLU",
-    "Tanh", "Sigmoid", "LeakyReLU", "ELU", "Flatten", "Dropout", "Conv2d", "MaxPool2d",
-    "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Residual", "CrossEntropyLoss",
-    "MSELoss", "SGD", "Adam", "Optimizer", "count_parameters", "manual_seed", "fit",
-    "evaluate", "trace", "save", "load",
+                     "ELU",
+                     "SGD",
+                     "Adam",
+                     "AvgPool2d",
+                     "BatchNorm1d",
+                     "BatchNorm2d",
+                     "Conv2d",
+                     "CrossEntropyLoss",
+                     "DTypeError",
+                     "DataError",
+                     "DeviceError",
+                     "Dropout",
+                     "Flatten",
+                     "LabelError",
+                     "LeakyReLU",
+                     "Linear",
+                     "MSELoss",
+                     "MaxPool2d",
+                     "Module",
+                     "NonFiniteError",
+                     "Optimizer",
+                     "Parameter",
+                     "ReLU",
+                     "Residual",
+                     "Sequential",
+                     "ShapeError",
+                     "Sigmoid",
+                     "StateDictError",
+                     "Tanh",
+                     "TinynetError",
+                     "backend",
+                     "checking",
+                     "count_parameters",
+                     "cuda_available",
+                     "evaluate",
+                     "fit",
+                     "get_array_module",
+                     "init",
+                     "load",
+                     "manual_seed",
+                     "save",
+                     "set_checks",
+                     "trace",
 ]

@@ -20,9 +20,20 @@ from .parameter import Parameter
 from .random import as_generator
 
 __all__ = [
-    "calculate_fan_in_and_fan_out", "calculate_gain", "uniform_", "normal_", "constant_",
-    "zeros_", "ones_", "xavier_uniform_", "xavier_normal_", "glorot_uniform_",
-    "glorot_normal_", "kaiming_uniform_", "kaiming_normal_", "pytorch_default_",
+    "calculate_fan_in_and_fan_out",
+    "calculate_gain",
+    "constant_",
+    "glorot_normal_",
+    "glorot_uniform_",
+    "kaiming_normal_",
+    "kaiming_uniform_",
+    "normal_",
+    "ones_",
+    "pytorch_default_",
+    "uniform_",
+    "xavier_normal_",
+    "xavier_uniform_",
+    "zeros_",
 ]
 
 

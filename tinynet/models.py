@@ -8,7 +8,7 @@ experiments use to builders. Parameter counts (checked against PyTorch) are in
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from .layers import ELU, Flatten, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
 from .module import Module, Sequential

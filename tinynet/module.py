@@ -15,7 +15,8 @@ of the equivalent ``torch.nn.Sequential`` (``"1.weight"`` for a Linear at index 
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy
 
@@ -93,19 +94,19 @@ class Module:
         return self.forward(x)
 
     # ----------------------------------------------------------------- traversal
-    def named_children(self) -> Iterator[tuple[str, "Module"]]:
+    def named_children(self) -> Iterator[tuple[str, Module]]:
         yield from self._modules.items()
 
-    def children(self) -> Iterator["Module"]:
+    def children(self) -> Iterator[Module]:
         for _, m in self.named_children():
             yield m
 
-    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
         yield prefix, self
         for name, m in self._modules.items():
             yield from m.named_modules(_join(prefix, name))
 
-    def modules(self) -> Iterator["Module"]:
+    def modules(self) -> Iterator[Module]:
         for _, m in self.named_modules():
             yield m
 
@@ -128,12 +129,12 @@ class Module:
             yield b
 
     # ----------------------------------------------------------------- modes
-    def train(self, mode: bool = True) -> "Module":
+    def train(self, mode: bool = True) -> Module:
         for m in self.modules():
             object.__setattr__(m, "training", bool(mode))
         return self
 
-    def eval(self) -> "Module":
+    def eval(self) -> Module:
         return self.train(False)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -141,7 +142,7 @@ class Module:
             p.zero_grad(set_to_none)
 
     # ----------------------------------------------------------------- state_dict
-    def state_dict(self) -> "OrderedDict[str, Any]":
+    def state_dict(self) -> OrderedDict[str, Any]:
         """Parameters then buffers of each module, in PyTorch's key order.
 
         Values are the live arrays (as PyTorch returns live tensors); copy them to keep
@@ -214,7 +215,7 @@ class Module:
         return missing, unexpected
 
     # ----------------------------------------------------------------- device and dtype
-    def _apply(self, fn: Callable[[Any], Any], floating_only: bool = False) -> "Module":
+    def _apply(self, fn: Callable[[Any], Any], floating_only: bool = False) -> Module:
         """Replace every parameter and buffer array ``a`` by ``fn(a)`` (grads are dropped)."""
         for m in self.modules():
             for p in m._parameters.values():
@@ -226,21 +227,21 @@ class Module:
                     m._buffers[name] = fn(b)
         return self
 
-    def to(self, device: str) -> "Module":
+    def to(self, device: str) -> Module:
         """Move parameters and buffers to ``"cpu"`` (NumPy) or ``"cuda"`` (CuPy)."""
         return self._apply(lambda a: to_device(a, device))
 
-    def cpu(self) -> "Module":
+    def cpu(self) -> Module:
         return self.to("cpu")
 
-    def cuda(self) -> "Module":
+    def cuda(self) -> Module:
         return self.to("cuda")
 
-    def double(self) -> "Module":
+    def double(self) -> Module:
         """Cast floating-point parameters and buffers to float64 (for gradient checks)."""
         return self._apply(lambda a: a.astype("float64"), floating_only=True)
 
-    def float(self) -> "Module":
+    def float(self) -> Module:
         """Cast floating-point parameters and buffers to float32 (the default)."""
         return self._apply(lambda a: a.astype("float32"), floating_only=True)
 
@@ -287,7 +288,7 @@ class Sequential(Module):
                     f"Sequential takes Modules, got {type(layer).__name__} at position {i}")
             setattr(self, str(i), layer)
 
-    def append(self, layer: Module) -> "Sequential":
+    def append(self, layer: Module) -> Sequential:
         setattr(self, str(len(self._modules)), layer)
         return self
 

@@ -8,7 +8,8 @@ grad to None. Hyper-parameters live in ``param_groups`` so a schedule can change
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from .backend import get_array_module, to_numpy
 from .errors import StateDictError

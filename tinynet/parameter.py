@@ -18,7 +18,7 @@ class Parameter:
     allocates no gradient arrays and needs no extra pass to zero them.
     """
 
-    __slots__ = ("data", "grad", "_buffer")
+    __slots__ = ("_buffer", "data", "grad")
 
     def __init__(self, data: Any):
         self.data = data

@@ -15,7 +15,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from ..errors import DataError
 

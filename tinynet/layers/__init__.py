@@ -8,6 +8,20 @@ from .linear import Linear
 from .pooling import AvgPool2d, MaxPool2d
 from .residual import Residual, residual_block
 
-__all__ = ["Linear", "ReLU", "Tanh", "Sigmoid", "LeakyReLU", "ELU", "Dropout", "Flatten",
-           "Conv2d", "MaxPool2d", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Residual",
-           "residual_block"]
+__all__ = [
+           "ELU",
+           "AvgPool2d",
+           "BatchNorm1d",
+           "BatchNorm2d",
+           "Conv2d",
+           "Dropout",
+           "Flatten",
+           "LeakyReLU",
+           "Linear",
+           "MaxPool2d",
+           "ReLU",
+           "Residual",
+           "Sigmoid",
+           "Tanh",
+           "residual_block",
+]

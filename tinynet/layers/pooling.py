@@ -5,8 +5,13 @@ from __future__ import annotations
 from ..checks import check_finite, checks_enabled
 from ..errors import DTypeError, ShapeError
 from ..functional.conv import _pair
-from ..functional.pool import (avgpool2d_backward, avgpool2d_forward, maxpool2d_backward,
-                               maxpool2d_forward, pool_output_shape)
+from ..functional.pool import (
+    avgpool2d_backward,
+    avgpool2d_forward,
+    maxpool2d_backward,
+    maxpool2d_forward,
+    pool_output_shape,
+)
 from ..module import Module, check_input
 
 

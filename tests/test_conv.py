@@ -229,3 +229,23 @@ def test_random_shapes_match_loop_reference(n, c, o, h, w, kh, kw, sh, sw, ph, p
     np.testing.assert_allclose(dw, dw_ref, rtol=1e-10, atol=1e-12)
     if bias:
         np.testing.assert_allclose(db, db_ref, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("h, kernel, stride, padding", [
+    (1, 3, 2, 2),    # the middle tap only ever reads padding
+    (1, 1, 2, 1),    # every tap reads only padding: y does not depend on x, dx == 0
+    (5, 3, 1, 1),    # stride-1 "same": the centre tap covers x and starts dx
+    (6, 3, 1, 2),    # stride 1, larger output: no tap covers x exactly
+    (7, 4, 3, 0),    # stride > kernel's reach in places: some x never read
+])
+def test_input_gradient_edge_taps_match_loop_reference(h, kernel, stride, padding):
+    rng = np.random.default_rng(h + 10 * kernel + 100 * stride + 1000 * padding)
+    x = rng.standard_normal((2, 3, h, h))
+    wt = rng.standard_normal((4, 3, kernel, kernel))
+    y, cache = conv2d_forward(x, wt, None, stride, padding)
+    dy = rng.standard_normal(y.shape)
+    dx, _, _ = conv2d_backward(dy, cache)
+    dx_ref, _, _ = conv2d_backward_naive(dy, x, wt, (stride, stride), (padding, padding))
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-10, atol=1e-12)
+    if (h, kernel, stride, padding) == (1, 1, 2, 1):
+        assert not dx.any()

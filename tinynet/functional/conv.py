@@ -14,9 +14,9 @@ next convolution's padding copy reads it directly. Columns are ordered ``(KH, KW
 so that one im2col row is ``KH*KW`` contiguous runs of ``C`` values. Every pass over
 memory costs about as much as the arithmetic at these sizes, so the forward is: one
 padding copy, one im2col copy, one matrix product, the bias addition; the backward:
-one matrix product for dW, a row sum for db, one (batched, per tap) product for the
-columns' gradient, and col2im as ``KH*KW`` strided additions (a loop over kernel taps,
-never over samples or pixels).
+one matrix product for dW, a row sum for db, and for dx, per kernel tap, the columns'
+gradient of that tap (one product) added into dx with one strided addition (col2im;
+a loop over kernel taps, never over samples or pixels).
 
 ``conv2d_naive`` and ``conv2d_backward_naive`` are the direct loop definitions the
 tests compare the fast kernels with.
@@ -109,6 +109,48 @@ def im2col(x, kernel_size: tuple[int, int], stride: tuple[int, int],
     return xp.ascontiguousarray(windows).reshape(n * oh * ow, kh * kw * c)
 
 
+def _tap_span(tap: int, size: int, out_size: int, stride: int, pad: int):
+    """Where kernel tap ``tap`` of one axis lands in the *unpadded* input.
+
+    Output position ``o`` reads input position ``o*stride + tap - pad``; positions in the
+    padding (outside ``[0, size)``) are dropped. Returns ``(x_slice, o_slice)`` such that
+    ``x[x_slice]`` and ``out[o_slice]`` are the pairs that land inside, or None when none
+    does (a tap that only ever reads padding).
+    """
+    offset = tap - pad
+    lo = max(0, -(offset // stride) if offset < 0 else 0)      # first o with o*s+offset >= 0
+    hi = min(out_size - 1, (size - 1 - offset) // stride)       # last o with o*s+offset < size
+    if hi < lo:
+        return None
+    start = lo * stride + offset
+    return slice(start, hi * stride + offset + 1, stride), slice(lo, hi + 1)
+
+
+def _tap_spans(x_shape: tuple, kernel_size: tuple[int, int], stride: tuple[int, int],
+               padding: tuple[int, int]):
+    """``[(t, (xs_h, xs_w), (os_h, os_w), covers_all), ...]`` for every kernel tap
+    ``t = i*KW + j`` that lands inside the input, the taps that cover every input
+    position exactly once (a stride-1 "same" tap) first."""
+    _n, _c, h, w = x_shape
+    kh, kw = kernel_size
+    oh = conv_output_size(h, kh, stride[0], padding[0])
+    ow = conv_output_size(w, kw, stride[1], padding[1])
+    spans = []
+    for i in range(kh):
+        span_h = _tap_span(i, h, oh, stride[0], padding[0])
+        for j in range(kw):
+            span_w = _tap_span(j, w, ow, stride[1], padding[1])
+            if span_h is None or span_w is None:
+                continue
+            (xs_h, os_h), (xs_w, os_w) = span_h, span_w
+            covers_all = (stride == (1, 1) and (oh, ow) == (h, w)
+                          and (os_h.start, os_w.start) == (0, 0)
+                          and (xs_h.start, xs_w.start) == (0, 0))
+            spans.append((i * kw + j, (xs_h, xs_w), (os_h, os_w), covers_all))
+    spans.sort(key=lambda s: not s[3])
+    return spans
+
+
 def col2im(dcols, x_shape: tuple, kernel_size: tuple[int, int], stride: tuple[int, int],
            padding: tuple[int, int]):
     """The adjoint of ``im2col``: add every column entry back where it was read from.
@@ -117,9 +159,7 @@ def col2im(dcols, x_shape: tuple, kernel_size: tuple[int, int], stride: tuple[in
         dcols: ``(KH*KW, N*OH*OW, C)``, tap-major: ``dcols[i*KW + j, (n, oh, ow), c]`` is
             the gradient of im2col's entry at row ``(n, oh, ow)``, column ``(i, j, c)``.
             (Tap-major makes each tap's slab one contiguous ``(N, OH, OW, C)`` block, so
-            the additions below run over long contiguous ``OW*C`` rows; the
-            ``(N*OH*OW, KH*KW*C)`` layout gave runs of only C and was measured ~5 ms
-            slower on SimpleCNN's second convolution.)
+            the additions below run over long contiguous ``OW*C`` rows.)
         x_shape: ``(N, C, H, W)``.
 
     Returns:
@@ -127,23 +167,55 @@ def col2im(dcols, x_shape: tuple, kernel_size: tuple[int, int], stride: tuple[in
 
     im2col copies ``xpad[n, oh*SH + i, ow*SW + j, c]`` into many rows, so its adjoint sums
     the gradients of all copies: for each kernel tap ``(i, j)`` the slab ``dcols[i*KW + j]``
-    viewed as ``(N, OH, OW, C)`` is added into ``dxpad[n, i::SH, j::SW, :]``. That is KH*KW
-    vectorised strided additions; positions in the padding are dropped at the end.
+    viewed as ``(N, OH, OW, C)`` is added into ``dx[n, i - PH::SH, j - PW::SW, :]``,
+    clipped to the input (entries that were read from the zero padding have no input to
+    go to and are dropped). That is KH*KW vectorised strided additions.
+    ``conv2d_backward`` does the same additions, one tap's product at a time.
     """
     xp = get_array_module(dcols)
     n, c, h, w = x_shape
+    oh = conv_output_size(h, kernel_size[0], stride[0], padding[0])
+    ow = conv_output_size(w, kernel_size[1], stride[1], padding[1])
+    dx = xp.zeros((n, h, w, c), dtype=dcols.dtype)
+    for t, (xs_h, xs_w), (os_h, os_w), _ in _tap_spans(x_shape, kernel_size, stride, padding):
+        dx[:, xs_h, xs_w, :] += dcols[t].reshape(n, oh, ow, c)[:, os_h, os_w, :]
+    return dx.transpose(0, 3, 1, 2)
+
+
+def _input_grad(dy2, wmat, x_shape: tuple, kernel_size: tuple[int, int],
+                stride: tuple[int, int], padding: tuple[int, int]):
+    """dx = col2im(dY @ W_mat), one kernel tap at a time.
+
+    dy2 ``(N*OH*OW, O)``, wmat ``(O, KH*KW*C)``; returns dx ``(N, C, H, W)`` (a view of a
+    channels-last buffer). For tap ``t`` the columns' gradient is ``dY @ W_t`` with
+    ``W_t = W_mat[:, t*C:(t+1)*C]`` ``(O, C)``, which is added into dx as in ``col2im``.
+    Doing it tap by tap reuses one ``(N*OH*OW, C)`` buffer that stays in cache instead of
+    writing and re-reading the whole ``(KH*KW, N*OH*OW, C)`` column gradient, and a tap
+    that covers every input position once (stride 1, "same" padding) is written straight
+    into dx, which saves zeroing it (measured 3.8 vs 4.5 ms on SimpleCNN's second conv).
+    """
+    xp = get_array_module(dy2)
+    n, c, h, w = x_shape
     kh, kw = kernel_size
-    sh, sw = stride
-    ph, pw = padding
-    oh = conv_output_size(h, kh, sh, ph)
-    ow = conv_output_size(w, kw, sw, pw)
-    hp, wp = h + 2 * ph, w + 2 * pw
-    dxpad = xp.zeros((n, hp, wp, c), dtype=dcols.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            dxpad[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw, :] += \
-                dcols[i * kw + j].reshape(n, oh, ow, c)
-    return dxpad[:, ph:ph + h, pw:pw + w, :].transpose(0, 3, 1, 2)
+    o = wmat.shape[0]
+    oh = conv_output_size(h, kh, stride[0], padding[0])
+    ow = conv_output_size(w, kw, stride[1], padding[1])
+    w_taps = xp.ascontiguousarray(wmat.reshape(o, kh * kw, c).transpose(1, 0, 2))  # (T, O, C)
+    spans = _tap_spans(x_shape, kernel_size, stride, padding)
+    dx = tmp = None
+    for t, (xs_h, xs_w), (os_h, os_w), covers_all in spans:
+        if dx is None and covers_all:
+            dx = xp.matmul(dy2, w_taps[t]).reshape(n, h, w, c)
+            continue
+        if dx is None:
+            dx = xp.zeros((n, h, w, c), dtype=dy2.dtype)
+        if tmp is None:
+            tmp = xp.empty((n * oh * ow, c), dtype=dy2.dtype)
+        xp.matmul(dy2, w_taps[t], out=tmp)
+        dx[:, xs_h, xs_w, :] += tmp.reshape(n, oh, ow, c)[:, os_h, os_w, :]
+    if dx is None:   # every tap reads only padding: x does not affect y
+        dx = xp.zeros((n, h, w, c), dtype=dy2.dtype)
+    return dx.transpose(0, 3, 1, 2)
 
 
 def weight_matrix(weight):
@@ -183,7 +255,10 @@ def conv2d_forward(x, weight, bias=None, stride=(1, 1), padding=(0, 0)):
     wmat = weight_matrix(weight)
     y = xp.matmul(cols, wmat.T)
     if bias is not None:
-        y += bias
+        # Seen as (N*OH, OW*O) rows, y gets the bias tiled OW times: a long inner loop,
+        # measured 2x faster than broadcasting (O,) over N*OH*OW short rows.
+        y_rows = y.reshape(n * oh, ow * o)
+        y_rows += xp.tile(bias, ow)
     y = y.reshape(n, oh, ow, o).transpose(0, 3, 1, 2)
     cache = (cols, wmat, tuple(x.shape), (kh, kw), stride, padding, bias is not None)
     return y, cache
@@ -234,11 +309,8 @@ def conv2d_backward(dy, cache, input_grad: bool = True, dw_out=None):
     db = xp.matmul(xp.ones((dy2.shape[0],), dtype=dy2.dtype), dy2) if has_bias else None
     dx = None
     if input_grad:
-        # dX_col, tap-major: (KH*KW, N*OH*OW, C) = dY @ W_tap for each tap, one batched
-        # product with W_mat viewed as (O, KH*KW, C) -> (KH*KW, O, C).
-        w_taps = wmat.reshape(o, kh * kw, c).transpose(1, 0, 2)
-        dcols = xp.matmul(dy2[None], w_taps)
-        dx = col2im(dcols, x_shape, kernel, stride, padding)
+        # dX_col = dY @ W_mat, added into dx (col2im) one tap's (N*OH*OW, C) block at a time
+        dx = _input_grad(dy2, wmat, x_shape, kernel, stride, padding)
     return dx, dw, db
 
 

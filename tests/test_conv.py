@@ -249,3 +249,21 @@ def test_input_gradient_edge_taps_match_loop_reference(h, kernel, stride, paddin
     np.testing.assert_allclose(dx, dx_ref, rtol=1e-10, atol=1e-12)
     if (h, kernel, stride, padding) == (1, 1, 2, 1):
         assert not dx.any()
+
+
+def test_forward_in_sample_chunks_matches_one_product(monkeypatch):
+    """The CPU forward unfolds and multiplies a few samples at a time; with a chunk
+    smaller than one sample and one of several samples it still gives the columns and
+    outputs of the single im2col product."""
+    from tinynet.functional import conv as conv_mod
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((5, 3, 6, 7))
+    wt = rng.standard_normal((4, 3, 3, 2))
+    b = rng.standard_normal(4)
+    y_ref = conv2d_naive(x, wt, b, (2, 1), (1, 1))
+    # rows per sample OH*OW = 3*8, K = 3*2*3 = 18, float64: 2 samples per chunk, then 1
+    for chunk_bytes in (1, 2 * 24 * 18 * 8, 1 << 30):
+        monkeypatch.setattr(conv_mod, "CHUNK_BYTES", chunk_bytes)
+        y, cache = conv2d_forward(x, wt, b, (2, 1), (1, 1))
+        np.testing.assert_allclose(y, y_ref, rtol=1e-10, atol=1e-12)
+        np.testing.assert_array_equal(cache[0], im2col(x, (3, 2), (2, 1), (1, 1)))

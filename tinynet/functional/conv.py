@@ -102,11 +102,60 @@ def im2col(x, kernel_size: tuple[int, int], stride: tuple[int, int],
                 cols[..., i * kw + j] = xpad[:, i:i + sh * (oh - 1) + 1:sh,
                                              j:j + sw * (ow - 1) + 1:sw, 0]
         return cols.reshape(n * oh * ow, kh * kw)
-    s_n, s_h, s_w, s_c = xpad.strides
-    windows = xp.lib.stride_tricks.as_strided(
-        xpad, shape=(n, oh, ow, kh, kw, c),
-        strides=(s_n, sh * s_h, sw * s_w, s_h, s_w, s_c))
+    windows = _windows(xpad, kernel_size, stride, (oh, ow))
     return xp.ascontiguousarray(windows).reshape(n * oh * ow, kh * kw * c)
+
+
+def _windows(xpad, kernel_size: tuple[int, int], stride: tuple[int, int],
+             out_hw: tuple[int, int]):
+    """The padded channels-last input ``(N, HP, WP, C)`` viewed (no copy) as the
+    ``(N, OH, OW, KH, KW, C)`` array of its receptive fields."""
+    xp = get_array_module(xpad)
+    n, _hp, _wp, c = xpad.shape
+    s_n, s_h, s_w, s_c = xpad.strides
+    return xp.lib.stride_tricks.as_strided(
+        xpad, shape=(n, *out_hw, *kernel_size, c),
+        strides=(s_n, stride[0] * s_h, stride[1] * s_w, s_h, s_w, s_c))
+
+
+# Bytes of columns unfolded per step of ``_im2col_matmul`` on the CPU: about the L2 cache
+# of the two cores the product runs on, so the product reads columns that were just
+# written instead of fetching them back from memory.
+CHUNK_BYTES = 2 << 20
+
+
+def _im2col_matmul(x, wmat, kernel_size: tuple[int, int], stride: tuple[int, int],
+                   padding: tuple[int, int]):
+    """``cols = im2col(x)`` and ``Y = cols @ wmat.T``, a few samples at a time.
+
+    Returns ``(cols, Y)``: cols ``(N*OH*OW, K)`` as ``im2col`` gives it, Y
+    ``(N*OH*OW, O)``. On the CPU the samples go in chunks of about ``CHUNK_BYTES`` of
+    columns, each multiplied right after it is unfolded, while it is still in cache
+    (measured 3.4 vs 3.8 ms on SimpleCNN's second conv); on a GPU in one go. The
+    products are the same row blocks of the same matrices, so Y is the same as
+    ``im2col(x) @ wmat.T`` up to BLAS's blocking.
+    """
+    xp = get_array_module(x)
+    n, c, h, w = x.shape
+    kh, kw = kernel_size
+    oh = conv_output_size(h, kh, stride[0], padding[0])
+    ow = conv_output_size(w, kw, stride[1], padding[1])
+    k, o = kh * kw * c, wmat.shape[0]
+    if c == 1 or xp is not numpy:
+        cols = im2col(x, kernel_size, stride, padding)
+        return cols, xp.matmul(cols, wmat.T)
+    windows = _windows(pad_nhwc(x, padding), kernel_size, stride, (oh, ow))
+    cols = xp.empty((n * oh * ow, k), dtype=x.dtype)
+    y = xp.empty((n * oh * ow, o), dtype=x.dtype)
+    rows = oh * ow
+    step = max(1, CHUNK_BYTES // (rows * k * x.dtype.itemsize))
+    wt = wmat.T
+    for s in range(0, n, step):
+        e = min(n, s + step)
+        block = cols[s * rows:e * rows]
+        block.reshape(e - s, oh, ow, kh, kw, c)[...] = windows[s:e]
+        xp.matmul(block, wt, out=y[s * rows:e * rows])
+    return cols, y
 
 
 def _tap_span(tap: int, size: int, out_size: int, stride: int, pad: int):
@@ -251,9 +300,8 @@ def conv2d_forward(x, weight, bias=None, stride=(1, 1), padding=(0, 0)):
     n, _, h, w = x.shape
     oh = conv_output_size(h, kh, stride[0], padding[0])
     ow = conv_output_size(w, kw, stride[1], padding[1])
-    cols = im2col(x, (kh, kw), stride, padding)
     wmat = weight_matrix(weight)
-    y = xp.matmul(cols, wmat.T)
+    cols, y = _im2col_matmul(x, wmat, (kh, kw), stride, padding)
     if bias is not None:
         # Seen as (N*OH, OW*O) rows, y gets the bias tiled OW times: a long inner loop,
         # measured 2x faster than broadcasting (O,) over N*OH*OW short rows.

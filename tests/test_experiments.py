@@ -165,3 +165,29 @@ def test_report_gathers_tables_and_plots(data_env, tmp_path):
     assert s11_perceptron.TITLE in text and "![" in text and "s11/decision.png" in text
     assert "Not run yet" in text        # the other studies have no outputs here
     assert "QUICK" in text
+
+
+def test_simplecnn_seeds_helpers_parse_seeds_and_rank_test():
+    from experiments import simplecnn_seeds as ss
+    assert ss.parse_seeds("0-3,7") == [0, 1, 2, 3, 7]
+    assert ss.parse_seeds("5") == [5]
+    # Complete separation of three against three: U = 0, z = -4.5 / sqrt(5.25).
+    u, p = ss.mann_whitney([1.0, 2.0, 3.0], [4.0, 5.0, 6.0])
+    assert u == 0 and p == pytest.approx(0.0495, abs=5e-4)
+    u, p = ss.mann_whitney([1.0, 2.0], [1.0, 2.0])     # ties count one half
+    assert u == 2 and p == pytest.approx(1.0)
+
+
+def test_simplecnn_seeds_summary_tabulates_both_frameworks(tmp_path):
+    from experiments import simplecnn_seeds as ss
+    for name, accs in (("tinynet", [81.0, 83.0, 84.0]), ("torch", [82.5, 85.0, 79.0])):
+        runs = [{"seed": i, "test_acc": a, "train_loss": 0.5, "train_seconds": 30.0 + i}
+                for i, a in enumerate(accs)]
+        common.write_json(str(tmp_path / f"{name}.json"),
+                          {"framework": name, "machine": "m", "threads": 1, "date": "d",
+                           "runs": runs})
+    text = open(ss.summarize(str(tmp_path))).read()
+    assert "| tinynet | 3 | 83.00 | 82.67 |" in text
+    assert "| torch | 3 | 82.50 | 82.17 |" in text
+    assert "2/3" in text and "Mann-Whitney U (tinynet vs PyTorch) = 5.0" in text
+    assert "| 2 | 84.00 | 79.00 |" in text

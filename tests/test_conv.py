@@ -267,3 +267,29 @@ def test_forward_in_sample_chunks_matches_one_product(monkeypatch):
         y, cache = conv2d_forward(x, wt, b, (2, 1), (1, 1))
         np.testing.assert_allclose(y, y_ref, rtol=1e-10, atol=1e-12)
         np.testing.assert_array_equal(cache[0], im2col(x, (3, 2), (2, 1), (1, 1)))
+
+
+@pytest.mark.parametrize("hw, kernel, padding", [
+    ((5, 6), (3, 3), (1, 1)),     # every tap shifts by at most one row / column
+    ((4, 7), (3, 5), (1, 2)),     # non-square kernel, shifts of two columns
+    ((1, 2), (5, 3), (2, 1)),     # taps shifting by >= H read only padding and drop out
+    ((3, 3), (1, 1), (0, 0)),     # the centre tap alone
+])
+def test_same_conv_input_gradient_in_sample_chunks_matches_loop_reference(
+        monkeypatch, hw, kernel, padding):
+    """A stride-1 "same" convolution adds each tap's gradient as one flat shifted
+    addition after zeroing what would wrap into the next row or sample; with chunks of
+    one sample, of two and of all samples it still gives the loop reference's dx."""
+    from tinynet.functional import conv as conv_mod
+    rng = np.random.default_rng(sum(hw) + 10 * kernel[1])
+    x = rng.standard_normal((5, 3, *hw))
+    wt = rng.standard_normal((4, 3, *kernel))
+    y, cache = conv2d_forward(x, wt, None, 1, padding)
+    assert y.shape[2:] == x.shape[2:]
+    dy = rng.standard_normal(y.shape)
+    dx_ref, _, _ = conv2d_backward_naive(dy, x, wt, (1, 1), padding)
+    block = hw[0] * hw[1] * 3 * 8          # one sample's (H*W, C) float64 block
+    for chunk_bytes in (1, 2 * block, 1 << 30):
+        monkeypatch.setattr(conv_mod, "DX_CHUNK_BYTES", chunk_bytes)
+        dx, _, _ = conv2d_backward(dy, cache)
+        np.testing.assert_allclose(dx, dx_ref, rtol=1e-10, atol=1e-12)

@@ -15,8 +15,9 @@ so that one im2col row is ``KH*KW`` contiguous runs of ``C`` values. Every pass 
 memory costs about as much as the arithmetic at these sizes, so the forward is: one
 padding copy, one im2col copy, one matrix product, the bias addition; the backward:
 one matrix product for dW, a row sum for db, and for dx, per kernel tap, the columns'
-gradient of that tap (one product) added into dx with one strided addition (col2im;
-a loop over kernel taps, never over samples or pixels).
+gradient of that tap (one product) added into dx (col2im): one strided addition, or for
+a stride-1 "same" convolution one contiguous shifted addition (a loop over kernel taps,
+never over samples or pixels).
 
 ``conv2d_naive`` and ``conv2d_backward_naive`` are the direct loop definitions the
 tests compare the fast kernels with.
@@ -246,9 +247,8 @@ def _input_grad(dy2, wmat, x_shape: tuple, kernel_size: tuple[int, int],
     channels-last buffer). For tap ``t`` the columns' gradient is ``dY @ W_t`` with
     ``W_t = W_mat[:, t*C:(t+1)*C]`` ``(O, C)``, which is added into dx as in ``col2im``.
     Doing it tap by tap reuses one ``(N*OH*OW, C)`` buffer instead of writing and
-    re-reading the whole ``(KH*KW, N*OH*OW, C)`` column gradient, and a tap that covers
-    every input position once (stride 1, "same" padding) is written straight into dx,
-    which saves zeroing it. A stride-1 "same" convolution takes ``_input_grad_same``.
+    re-reading the whole ``(KH*KW, N*OH*OW, C)`` column gradient. A stride-1 "same"
+    convolution (one tap covers every input position once) takes ``_input_grad_same``.
     """
     xp = get_array_module(dy2)
     n, c, h, w = x_shape
@@ -260,16 +260,11 @@ def _input_grad(dy2, wmat, x_shape: tuple, kernel_size: tuple[int, int],
     spans = _tap_spans(x_shape, kernel_size, stride, padding)
     if spans and spans[0][3]:
         return _input_grad_same(dy2, w_taps, x_shape, kernel_size, padding, spans)
-    dx = tmp = None
+    dx = xp.zeros((n, h, w, c), dtype=dy2.dtype)   # stays 0 if every tap reads padding
+    tmp = xp.empty((n * oh * ow, c), dtype=dy2.dtype)
     for t, (xs_h, xs_w), (os_h, os_w), _ in spans:
-        if dx is None:
-            dx = xp.zeros((n, h, w, c), dtype=dy2.dtype)
-        if tmp is None:
-            tmp = xp.empty((n * oh * ow, c), dtype=dy2.dtype)
         xp.matmul(dy2, w_taps[t], out=tmp)
         dx[:, xs_h, xs_w, :] += tmp.reshape(n, oh, ow, c)[:, os_h, os_w, :]
-    if dx is None:   # every tap reads only padding: x does not affect y
-        dx = xp.zeros((n, h, w, c), dtype=dy2.dtype)
     return dx.transpose(0, 3, 1, 2)
 
 

@@ -38,9 +38,11 @@ class Threads:
 
 
 def set_threads(count: int | None) -> Threads:
-    """Use ``count`` threads (default: every core) in NumPy's BLAS and in PyTorch.
+    """Use ``count`` threads (default: every core) in tinynet, NumPy's BLAS and PyTorch.
 
-    PyTorch: ``torch.set_num_threads``. NumPy: ``threadpoolctl.threadpool_limits`` on
+    PyTorch: ``torch.set_num_threads``; tinynet: ``tinynet.set_num_threads`` (which holds
+    NumPy's BLAS at one thread when it uses more than one of its own). NumPy:
+    ``threadpoolctl.threadpool_limits`` on
     every BLAS library loaded (and OpenMP, which NumPy itself does not use). Without
     threadpoolctl the environment variables are the only lever, and they only work when
     set before NumPy is imported, which the returned ``how`` says.
@@ -61,10 +63,14 @@ def set_threads(count: int | None) -> Threads:
         return Threads(count, "environment variables (threadpoolctl missing: they only "
                               "take effect if set before numpy was imported)")
     _LIMITERS.append(threadpool_limits(limits=count, user_api="blas"))
+    # tinynet's own threads; with more than one, NumPy's BLAS is held at one thread.
+    from tinynet import parallel
+    parallel.set_num_threads(count)
     blas = [f"{i.get('internal_api')} {i.get('version')} ({i.get('num_threads')} threads, "
             f"{os.path.basename(i.get('filepath', ''))})"
             for i in threadpool_info() if i.get("user_api") == "blas"]
-    return Threads(count, "torch.set_num_threads + threadpoolctl.threadpool_limits", blas)
+    return Threads(count, "torch.set_num_threads + tinynet.set_num_threads + "
+                          "threadpoolctl.threadpool_limits", blas + [parallel.info()])
 
 
 def make_sync(device: str) -> Callable[[], None]:

@@ -176,6 +176,9 @@ def main(argv: list | None = None) -> int:
     if args.framework == "torch":
         import torch
         torch.set_num_threads(args.threads)
+    else:
+        import tinynet
+        tinynet.set_num_threads(args.threads)
     from tinynet import data
     train, test = data.load("fashion-mnist", "train"), data.load("fashion-mnist", "test")
     run = run_tinynet if args.framework == "tinynet" else run_torch

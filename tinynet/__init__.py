@@ -40,6 +40,7 @@ from .losses import CrossEntropyLoss, MSELoss
 from .models import count_parameters
 from .module import Module, Sequential
 from .optim import SGD, Adam, Optimizer
+from .parallel import get_num_threads, set_num_threads
 from .parameter import Parameter
 from .random import manual_seed
 from .serialization import load, save
@@ -86,10 +87,12 @@ __all__ = [
                      "evaluate",
                      "fit",
                      "get_array_module",
+                     "get_num_threads",
                      "init",
                      "load",
                      "manual_seed",
                      "save",
                      "set_checks",
+                     "set_num_threads",
                      "trace",
 ]

@@ -17,7 +17,9 @@ padding copy, one im2col copy, one matrix product, the bias addition; the backwa
 one matrix product for dW, a row sum for db, and for dx, per kernel tap, the columns'
 gradient of that tap (one product) added into dx (col2im): one strided addition, or for
 a stride-1 "same" convolution one contiguous shifted addition (a loop over kernel taps,
-never over samples or pixels).
+never over samples or pixels). On the CPU the samples are split over tinynet's threads
+(``tinynet.parallel``): convolution never mixes samples, so each thread pads, unfolds,
+multiplies and adds back its own samples; dW's product splits its long inner axis.
 
 ``conv2d_naive`` and ``conv2d_backward_naive`` are the direct loop definitions the
 tests compare the fast kernels with.
@@ -28,6 +30,8 @@ from __future__ import annotations
 import numpy
 
 from ..backend import get_array_module
+from ..parallel import column_sums, parallel_for
+from ..parallel import matmul as parallel_matmul
 
 
 def _pair(value, name: str) -> tuple[int, int]:
@@ -119,43 +123,68 @@ def _windows(xpad, kernel_size: tuple[int, int], stride: tuple[int, int],
         strides=(s_n, stride[0] * s_h, stride[1] * s_w, s_h, s_w, s_c))
 
 
-# Bytes of columns unfolded per step of ``_im2col_matmul`` on the CPU: about the L2 cache
-# of the two cores the product runs on, so the product reads columns that were just
-# written instead of fetching them back from memory.
-CHUNK_BYTES = 2 << 20
+# Bytes of columns unfolded per step of ``_im2col_matmul`` on the CPU, per thread: about
+# one core's L2 cache, so the product reads columns that were just written instead of
+# fetching them back from memory.
+CHUNK_BYTES = 1 << 20
 
 
-def _im2col_matmul(x, wmat, kernel_size: tuple[int, int], stride: tuple[int, int],
+def _im2col_matmul(x, wmat, bias, kernel_size: tuple[int, int], stride: tuple[int, int],
                    padding: tuple[int, int]):
-    """``cols = im2col(x)`` and ``Y = cols @ wmat.T``, a few samples at a time.
+    """``cols = im2col(x)`` and ``Y = cols @ wmat.T + bias``, a few samples at a time.
 
     Returns ``(cols, Y)``: cols ``(N*OH*OW, K)`` as ``im2col`` gives it, Y
-    ``(N*OH*OW, O)``. On the CPU the samples go in chunks of about ``CHUNK_BYTES`` of
-    columns, each multiplied right after it is unfolded, while it is still in cache
-    (measured 3.4 vs 3.8 ms on SimpleCNN's second conv); on a GPU in one go. The
-    products are the same row blocks of the same matrices, so Y is the same as
-    ``im2col(x) @ wmat.T`` up to BLAS's blocking.
+    ``(N*OH*OW, O)``. The samples are split over tinynet's threads
+    (``tinynet.parallel``); each thread pads, unfolds, multiplies and adds the bias for
+    its samples in chunks of about ``CHUNK_BYTES`` of columns, each multiplied right after
+    it is unfolded, while it is still in cache (measured 3.4 vs 3.8 ms on SimpleCNN's
+    second conv). On a GPU: one range, one chunk. The products are the same row blocks of
+    the same matrices, so Y is the same as ``im2col(x) @ wmat.T`` up to BLAS's blocking.
     """
     xp = get_array_module(x)
     n, c, h, w = x.shape
     kh, kw = kernel_size
+    ph, pw = padding
     oh = conv_output_size(h, kh, stride[0], padding[0])
     ow = conv_output_size(w, kw, stride[1], padding[1])
     k, o = kh * kw * c, wmat.shape[0]
-    if c == 1 or xp is not numpy:
-        cols = im2col(x, kernel_size, stride, padding)
-        return cols, xp.matmul(cols, wmat.T)
-    windows = _windows(pad_nhwc(x, padding), kernel_size, stride, (oh, ow))
-    cols = xp.empty((n * oh * ow, k), dtype=x.dtype)
-    y = xp.empty((n * oh * ow, o), dtype=x.dtype)
     rows = oh * ow
-    step = max(1, CHUNK_BYTES // (rows * k * x.dtype.itemsize))
+    cols = xp.empty((n * rows, k), dtype=x.dtype)
+    y = xp.empty((n * rows, o), dtype=x.dtype)
+    step = n if xp is not numpy else max(1, CHUNK_BYTES // (rows * k * x.dtype.itemsize))
+    xt = x.transpose(0, 2, 3, 1)                      # (N, H, W, C) view
     wt = wmat.T
-    for s in range(0, n, step):
-        e = min(n, s + step)
-        block = cols[s * rows:e * rows]
-        block.reshape(e - s, oh, ow, kh, kw, c)[...] = windows[s:e]
-        xp.matmul(block, wt, out=y[s * rows:e * rows])
+    bias_row = None if bias is None else xp.tile(bias, ow)   # (OW*O,)
+
+    def run(start: int, stop: int) -> None:
+        # The padded samples of one chunk, channels-last; the border is zeroed once
+        # and only the inside is rewritten per chunk.
+        pad = xp.zeros((min(step, stop - start), h + 2 * ph, w + 2 * pw, c), dtype=x.dtype)
+        for s in range(start, stop, step):
+            e = min(stop, s + step)
+            xpad = pad[:e - s]
+            xpad[:, ph:ph + h, pw:pw + w, :] = xt[s:e]
+            block = cols[s * rows:e * rows]
+            if c == 1:
+                # One input channel (a first layer on grey images): NumPy copies the 6-D
+                # window view element by element; one strided copy per tap was measured
+                # 3x faster (0.25 vs 0.78 ms on 64x1x28x28).
+                taps = block.reshape(e - s, oh, ow, kh * kw)
+                for i in range(kh):
+                    for j in range(kw):
+                        taps[..., i * kw + j] = xpad[:, i:i + stride[0] * (oh - 1) + 1:stride[0],
+                                                     j:j + stride[1] * (ow - 1) + 1:stride[1], 0]
+            else:
+                block.reshape(e - s, oh, ow, kh, kw, c)[...] = \
+                    _windows(xpad, kernel_size, stride, (oh, ow))
+            yb = y[s * rows:e * rows]
+            xp.matmul(block, wt, out=yb)
+            if bias_row is not None:
+                # Seen as (samples*OH, OW*O) rows, y gets the bias tiled OW times: a long
+                # inner loop, measured 2x faster than broadcasting (O,) over short rows.
+                yb.reshape(-1, ow * o)[...] += bias_row
+
+    parallel_for(xp, n, run)
     return cols, y
 
 
@@ -261,10 +290,16 @@ def _input_grad(dy2, wmat, x_shape: tuple, kernel_size: tuple[int, int],
     if spans and spans[0][3]:
         return _input_grad_same(dy2, w_taps, x_shape, kernel_size, padding, spans)
     dx = xp.zeros((n, h, w, c), dtype=dy2.dtype)   # stays 0 if every tap reads padding
-    tmp = xp.empty((n * oh * ow, c), dtype=dy2.dtype)
-    for t, (xs_h, xs_w), (os_h, os_w), _ in spans:
-        xp.matmul(dy2, w_taps[t], out=tmp)
-        dx[:, xs_h, xs_w, :] += tmp.reshape(n, oh, ow, c)[:, os_h, os_w, :]
+    rows = oh * ow
+
+    def run(start: int, stop: int) -> None:       # the samples [start, stop)
+        dyc, dxc = dy2[start * rows:stop * rows], dx[start:stop]
+        tmp = xp.empty((dyc.shape[0], c), dtype=dy2.dtype)
+        for t, (xs_h, xs_w), (os_h, os_w), _ in spans:
+            xp.matmul(dyc, w_taps[t], out=tmp)
+            dxc[:, xs_h, xs_w, :] += tmp.reshape(stop - start, oh, ow, c)[:, os_h, os_w, :]
+
+    parallel_for(xp, n, run)
     return dx.transpose(0, 3, 1, 2)
 
 
@@ -291,33 +326,37 @@ def _input_grad_same(dy2, w_taps, x_shape: tuple, kernel_size: tuple[int, int],
     rows = h * w
     step = n if xp is not numpy else max(1, DX_CHUNK_BYTES // (rows * c * dy2.dtype.itemsize))
     dx = xp.empty((n * rows, c), dtype=dy2.dtype)
-    tmp = xp.empty((min(step, n) * rows, c), dtype=dy2.dtype)
     centre, others = spans[0][0], [t for t, *_ in spans[1:]]
-    for s0 in range(0, n, step):
-        e = min(n, s0 + step)
-        dyc = dy2[s0 * rows:e * rows]
-        dxc = dx[s0 * rows:e * rows]
-        xp.matmul(dyc, w_taps[centre], out=dxc)
-        block = tmp[:(e - s0) * rows]
-        block4 = block.reshape(e - s0, h, w, c)
-        dx_flat, block_flat = dxc.reshape(-1), block.reshape(-1)
-        size = dx_flat.size
-        for t in others:
-            di, dj = t // kw - ph, t % kw - pw
-            xp.matmul(dyc, w_taps[t], out=block)
-            if di < 0:        # outputs reading the padding above row 0
-                block4[:, :-di] = 0
-            elif di > 0:
-                block4[:, h - di:] = 0
-            if dj < 0:
-                block4[:, :, :-dj] = 0
-            elif dj > 0:
-                block4[:, :, w - dj:] = 0
-            shift = (di * w + dj) * c
-            if shift >= 0:
-                dx_flat[shift:] += block_flat[:size - shift]
-            else:
-                dx_flat[:size + shift] += block_flat[-shift:]
+
+    def run(start: int, stop: int) -> None:       # the samples [start, stop)
+        tmp = xp.empty((min(step, stop - start) * rows, c), dtype=dy2.dtype)
+        for s0 in range(start, stop, step):
+            e = min(stop, s0 + step)
+            dyc = dy2[s0 * rows:e * rows]
+            dxc = dx[s0 * rows:e * rows]
+            xp.matmul(dyc, w_taps[centre], out=dxc)
+            block = tmp[:(e - s0) * rows]
+            block4 = block.reshape(e - s0, h, w, c)
+            dx_flat, block_flat = dxc.reshape(-1), block.reshape(-1)
+            size = dx_flat.size
+            for t in others:
+                di, dj = t // kw - ph, t % kw - pw
+                xp.matmul(dyc, w_taps[t], out=block)
+                if di < 0:        # outputs reading the padding above row 0
+                    block4[:, :-di] = 0
+                elif di > 0:
+                    block4[:, h - di:] = 0
+                if dj < 0:
+                    block4[:, :, :-dj] = 0
+                elif dj > 0:
+                    block4[:, :, w - dj:] = 0
+                shift = (di * w + dj) * c
+                if shift >= 0:
+                    dx_flat[shift:] += block_flat[:size - shift]
+                else:
+                    dx_flat[:size + shift] += block_flat[-shift:]
+
+    parallel_for(xp, n, run)
     return dx.reshape(n, h, w, c).transpose(0, 3, 1, 2)
 
 
@@ -347,20 +386,15 @@ def conv2d_forward(x, weight, bias=None, stride=(1, 1), padding=(0, 0)):
     of ones was measured slower: a row length of K + 1 costs the BLAS more than the
     separate addition.)
     cache = (cols, W_mat, x.shape, kernel, stride, padding, has_bias).
+    The work is split over the samples on tinynet's CPU threads (``tinynet.parallel``).
     """
-    xp = get_array_module(x)
     stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
     o, _c, kh, kw = weight.shape
     n, _, h, w = x.shape
     oh = conv_output_size(h, kh, stride[0], padding[0])
     ow = conv_output_size(w, kw, stride[1], padding[1])
     wmat = weight_matrix(weight)
-    cols, y = _im2col_matmul(x, wmat, (kh, kw), stride, padding)
-    if bias is not None:
-        # Seen as (N*OH, OW*O) rows, y gets the bias tiled OW times: a long inner loop,
-        # measured 2x faster than broadcasting (O,) over N*OH*OW short rows.
-        y_rows = y.reshape(n * oh, ow * o)
-        y_rows += xp.tile(bias, ow)
+    cols, y = _im2col_matmul(x, wmat, bias, (kh, kw), stride, padding)
     y = y.reshape(n, oh, ow, o).transpose(0, 3, 1, 2)
     cache = (cols, wmat, tuple(x.shape), (kh, kw), stride, padding, bias is not None)
     return y, cache
@@ -398,7 +432,7 @@ def conv2d_backward(dy, cache, input_grad: bool = True, dw_out=None):
     # dW_mat^T = X_col^T @ dY rather than dY^T @ X_col: OpenBLAS measured faster this
     # way for every conv of the study models (2x on an AMD EPYC for K = 9 < O = 32;
     # 8-17% on a Xeon for K = 9, 288 and 576).
-    dwmat = xp.matmul(cols.T, dy2).T                 # (O, K)
+    dwmat = parallel_matmul(cols.T, dy2).T           # (O, K)
     dw4 = dwmat.reshape(o, kh, kw, c).transpose(0, 3, 1, 2)
     if dw_out is not None:
         dw_out[...] = dw4
@@ -407,7 +441,7 @@ def conv2d_backward(dy, cache, input_grad: bool = True, dw_out=None):
         dw = xp.ascontiguousarray(dw4)
     # db = column sums of dY, as a matrix-vector product: measured ~10x faster than
     # dy2.sum(axis=0) (NumPy's axis-0 reduction of a tall matrix is slow).
-    db = xp.matmul(xp.ones((dy2.shape[0],), dtype=dy2.dtype), dy2) if has_bias else None
+    db = column_sums(dy2) if has_bias else None
     dx = None
     if input_grad:
         # dX_col = dY @ W_mat, added into dx (col2im) one tap's (N*OH*OW, C) block at a time

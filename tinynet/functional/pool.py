@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy
 
 from ..backend import get_array_module
+from ..parallel import ELEMENT_GRAIN, parallel_for
 from .conv import _pair, conv_output_size
 
 
@@ -78,6 +79,12 @@ def _padded_frame(x, padding, value, channels_last):
     return out
 
 
+def _sample_grain(x_shape) -> int:
+    """Samples per thread's range: at least ``ELEMENT_GRAIN`` input elements."""
+    _n, c, h, w = x_shape
+    return max(1, ELEMENT_GRAIN // max(1, c * h * w))
+
+
 def _parse(kernel_size, stride, padding):
     kernel = _pair(kernel_size, "kernel_size")
     stride = kernel if stride is None else _pair(stride, "stride")
@@ -111,27 +118,31 @@ def maxpool2d_forward(x, kernel_size, stride=None, padding=0):
     oh, ow = pool_output_shape(x.shape, kernel, stride, padding)
     cl = is_channels_last(x)
     frame = _padded_frame(x, padding, -numpy.inf, cl)
-    taps = [t for _, t in _taps(frame, kernel, stride, (oh, ow))]
     fshape = _frame_shape(n, c, oh, ow, cl)
     yf = xp.empty(fshape, dtype=x.dtype)
-    if len(taps) == 1:
-        yf[...] = taps[0]
-    else:
-        xp.maximum(taps[0], taps[1], out=yf)
-        for tap in taps[2:]:
-            xp.maximum(yf, tap, out=yf)
-    ntaps = len(taps)
+    ntaps = kernel[0] * kernel[1]
     itype = "int8" if ntaps <= 127 else ("int16" if ntaps <= 32767 else "int32")
     argmax = xp.zeros(fshape, dtype=itype)
-    if ntaps > 1:
-        leading = xp.empty(fshape, dtype=bool)      # all taps so far differ from the max
-        differs = xp.empty(fshape, dtype=bool)
-        xp.not_equal(taps[0], yf, out=leading)
-        xp.add(argmax, leading, out=argmax)
+
+    def run(start: int, stop: int) -> None:       # the samples [start, stop)
+        taps = [t for _, t in _taps(frame[start:stop], kernel, stride, (oh, ow))]
+        y, arg = yf[start:stop], argmax[start:stop]
+        if ntaps == 1:
+            y[...] = taps[0]
+            return
+        xp.maximum(taps[0], taps[1], out=y)
+        for tap in taps[2:]:
+            xp.maximum(y, tap, out=y)
+        leading = xp.empty(y.shape, dtype=bool)     # all taps so far differ from the max
+        differs = xp.empty(y.shape, dtype=bool)
+        xp.not_equal(taps[0], y, out=leading)
+        xp.add(arg, leading, out=arg)
         for tap in taps[1:-1]:
-            xp.not_equal(tap, yf, out=differs)
+            xp.not_equal(tap, y, out=differs)
             xp.logical_and(leading, differs, out=leading)
-            xp.add(argmax, leading, out=argmax)
+            xp.add(arg, leading, out=arg)
+
+    parallel_for(xp, n, run, grain=_sample_grain(x.shape))
     return _unframe(yf, cl), (argmax, cl, tuple(x.shape), kernel, stride, padding)
 
 
@@ -154,13 +165,18 @@ def maxpool2d_backward(dy, cache):
     fshape = _frame_shape(n, c, h + 2 * ph, w + 2 * pw, cl)
     dxf = xp.empty(fshape, dtype=dy.dtype) if covers else xp.zeros(fshape, dtype=dy.dtype)
     dyf = _frame(dy, cl)
-    hit = xp.empty(argmax.shape, dtype=bool)
-    for k, tap in _taps(dxf, kernel, stride, (oh, ow)):
-        xp.equal(argmax, k, out=hit)
-        if disjoint:
-            xp.multiply(dyf, hit, out=tap)
-        else:
-            tap += dyf * hit
+
+    def run(start: int, stop: int) -> None:       # the samples [start, stop)
+        arg, g = argmax[start:stop], dyf[start:stop]
+        hit = xp.empty(arg.shape, dtype=bool)
+        for k, tap in _taps(dxf[start:stop], kernel, stride, (oh, ow)):
+            xp.equal(arg, k, out=hit)
+            if disjoint:
+                xp.multiply(g, hit, out=tap)
+            else:
+                tap += g * hit
+
+    parallel_for(xp, n, run, grain=_sample_grain(x_shape))
     return _unframe(dxf, cl)[:, :, ph:ph + h, pw:pw + w]
 
 

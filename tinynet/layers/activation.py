@@ -11,6 +11,7 @@ from ..backend import get_array_module
 from ..checks import check_finite, checks_enabled
 from ..errors import DTypeError, ShapeError
 from ..module import Module
+from ..parallel import ELEMENT_GRAIN, parallel_for
 
 # Width of the rows of zeros the fast ReLU compares against (64 KiB of float32: stays
 # in the L2 cache). See ``relu_forward``.
@@ -53,8 +54,10 @@ def relu_forward(x, zeros=None):
         zeros = xp.zeros((ZERO_ROW,), dtype=x.dtype)
     rows = fx.size // ZERO_ROW * ZERO_ROW
     if rows:
-        xp.maximum(fx[:rows].reshape(-1, ZERO_ROW), zeros,
-                   out=fy[:rows].reshape(-1, ZERO_ROW))
+        fx2, fy2 = fx[:rows].reshape(-1, ZERO_ROW), fy[:rows].reshape(-1, ZERO_ROW)
+        parallel_for(xp, rows // ZERO_ROW,
+                     lambda s, e: xp.maximum(fx2[s:e], zeros, out=fy2[s:e]),
+                     grain=max(1, ELEMENT_GRAIN // ZERO_ROW))
     if rows < fx.size:
         xp.maximum(fx[rows:], 0, out=fy[rows:])
     return y
@@ -74,8 +77,12 @@ def relu_backward(dy, y):
         memory_order_flat(dy, like=y)
     if fy is None or fdx is None or fdy is None:
         return xp.multiply(dy, y > 0)
-    xp.greater(fy, 0, out=fdx)
-    xp.multiply(fdx, fdy, out=fdx)
+
+    def run(s: int, e: int) -> None:
+        xp.greater(fy[s:e], 0, out=fdx[s:e])
+        xp.multiply(fdx[s:e], fdy[s:e], out=fdx[s:e])
+
+    parallel_for(xp, fy.size, run, grain=ELEMENT_GRAIN)
     return dx
 
 

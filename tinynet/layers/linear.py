@@ -9,6 +9,7 @@ from ..checks import check_finite, checks_enabled
 from ..errors import DTypeError, ShapeError
 from ..init import pytorch_default_
 from ..module import Module, check_input
+from ..parallel import matmul
 from ..parameter import Parameter
 
 
@@ -60,8 +61,7 @@ class Linear(Module):
                              f"(the layer's dtype; cast the input or the model)")
         if checks_enabled():
             check_finite(x, self.describe())
-        xp = get_array_module(x)
-        y = xp.matmul(x, w.T)
+        y = matmul(x, w.T)
         if self.bias is not None:
             y += self.bias.data
         self._x = x
@@ -80,9 +80,9 @@ class Linear(Module):
         xp = get_array_module(dy)
         w = self.weight
         if w.grad is None:
-            w.grad = xp.matmul(dy.T, x, out=w.grad_buffer())
+            w.grad = matmul(dy.T, x, out=w.grad_buffer())
         else:
-            w.grad += xp.matmul(dy.T, x)
+            w.grad += matmul(dy.T, x)
         b = self.bias
         if b is not None:
             ones = self._ones
@@ -95,7 +95,7 @@ class Linear(Module):
                 b.grad += xp.matmul(ones, dy)
         if not input_grad:
             return None
-        return xp.matmul(dy, w.data)
+        return matmul(dy, w.data)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "

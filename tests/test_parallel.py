@@ -1,0 +1,195 @@
+"""tinynet.parallel: the CPU thread pool, the split products and the BLAS lever.
+
+The kernels that use the pool are compared with their loop references elsewhere (with the
+default thread count, every core); here the pool itself, and that a layer's results do
+not depend on the thread count.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import tinynet
+from tinynet import parallel
+from tinynet.functional import conv as conv_f
+from tinynet.functional import pool as pool_f
+from tinynet.layers import activation
+from tinynet.layers.activation import relu_backward, relu_forward
+from tinynet.testing import strictxp
+
+
+@pytest.fixture
+def threads():
+    """Set the thread count inside a test; the previous count comes back after it."""
+    before = parallel._threads
+    yield parallel.set_num_threads
+    parallel.set_num_threads(before if before is not None else parallel._default_threads())
+
+
+def test_split_covers_the_range_in_near_equal_parts():
+    for n in (1, 2, 7, 64, 1001):
+        for parts in (1, 2, 3, 5):
+            ranges = parallel.split(n, parts)
+            assert ranges[0][0] == 0 and ranges[-1][1] == n
+            assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+            sizes = [e - s for s, e in ranges]
+            assert max(sizes) - min(sizes) <= 1
+
+
+@pytest.mark.skipif(not parallel._get_blas().usable, reason="NumPy's BLAS threads cannot "
+                    "be set here, so tinynet runs everything in the caller")
+def test_parallel_for_runs_each_range_once_on_distinct_threads(threads):
+    threads(3)
+    seen, lock = [], threading.Lock()
+
+    def fn(s, e):
+        with lock:
+            seen.append((s, e, threading.get_ident()))
+
+    parallel.parallel_for(np, 10, fn)
+    assert sorted((s, e) for s, e, _ in seen) == [(0, 3), (3, 6), (6, 10)]
+    assert len({t for *_, t in seen}) == 3
+    seen.clear()
+    parallel.parallel_for(np, 10, fn, grain=4)          # at most 10 // 4 = 2 ranges
+    assert sorted((s, e) for s, e, _ in seen) == [(0, 5), (5, 10)]
+
+
+def test_one_range_in_the_caller_for_other_array_modules_and_one_thread(threads):
+    calls = []
+    threads(3)
+    parallel.parallel_for(strictxp, 10, lambda s, e: calls.append((s, e, threading.get_ident())))
+    threads(1)
+    parallel.parallel_for(np, 10, lambda s, e: calls.append((s, e, threading.get_ident())))
+    me = threading.get_ident()
+    assert calls == [(0, 10, me), (0, 10, me)]
+
+
+def test_a_failing_range_raises_in_the_caller_and_the_pool_survives(threads):
+    threads(2)
+
+    def fn(s, e):
+        if s > 0:
+            raise ValueError(f"range {s}-{e} failed")
+
+    with pytest.raises(ValueError, match="range 5-10 failed"):
+        parallel.parallel_for(np, 10, fn)
+    out = np.zeros(10)
+    parallel.parallel_for(np, 10, lambda s, e: out.__setitem__(slice(s, e), 1.0))
+    assert out.sum() == 10
+
+
+def test_nested_parallel_calls_run_serially_instead_of_deadlocking(threads):
+    threads(2)
+    out = np.zeros((4, 6))
+
+    def inner(row):
+        def fill(s, e):
+            out[row, s:e] = row + 1
+        return fill
+
+    parallel.parallel_for(np, 4, lambda s, e: [parallel.parallel_for(np, 6, inner(r))
+                                               for r in range(s, e)])
+    np.testing.assert_array_equal(out, np.repeat(np.arange(1, 5.0)[:, None], 6, axis=1))
+
+
+@pytest.mark.parametrize("shape", [(600, 40, 30), (40, 50, 700), (30, 5000, 20),
+                                   (7, 3, 5), (2048, 64, 2048)],
+                         ids=["rows", "cols", "inner", "small", "large"])
+def test_split_matmul_matches_numpy(threads, shape):
+    m, k, p = shape
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((m, k)), rng.standard_normal((k, p))
+    threads(3)
+    np.testing.assert_allclose(parallel.matmul(a, b), a @ b, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(parallel.matmul(a.T.copy().T, b[:, ::-1]), a @ b[:, ::-1],
+                               rtol=1e-12, atol=1e-12)       # strided operands
+    out = np.full((m, p), np.nan)
+    assert parallel.matmul(a, b, out=out) is out
+    np.testing.assert_allclose(out, a @ b, rtol=1e-12, atol=1e-12)
+    threads(1)
+    np.testing.assert_array_equal(parallel.matmul(a, b), np.matmul(a, b))
+
+
+def test_column_sums_match_numpy(threads):
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((300_000, 3))
+    threads(3)
+    np.testing.assert_allclose(parallel.column_sums(a), a.sum(axis=0), rtol=1e-10)
+    np.testing.assert_allclose(parallel.column_sums(a[:5]), a[:5].sum(axis=0), rtol=1e-12)
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5, True, "2", None])
+def test_set_num_threads_rejects_anything_but_a_positive_integer(bad):
+    with pytest.raises(ValueError, match="positive integer"):
+        tinynet.set_num_threads(bad)
+
+
+def test_thread_count_from_the_environment(monkeypatch):
+    monkeypatch.setenv("TINYNET_NUM_THREADS", "3")
+    assert parallel._default_threads() == 3
+    for bad in ("zero", "0", "-1"):
+        monkeypatch.setenv("TINYNET_NUM_THREADS", bad)
+        with pytest.raises(ValueError, match="TINYNET_NUM_THREADS must be a positive"):
+            parallel._default_threads()
+
+
+def test_blas_is_held_at_one_thread_while_the_pool_is_on_and_given_back(threads):
+    """Checked against threadpoolctl, which finds the BLAS its own way."""
+    threadpoolctl = pytest.importorskip("threadpoolctl", reason="threadpoolctl (a test "
+                                        "extra) reads the BLAS thread count independently")
+    if not parallel._get_blas().usable:
+        pytest.skip(f"tinynet cannot set this BLAS: {parallel._get_blas().why}")
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpoolctl.threadpool_info()
+                if i["user_api"] == "blas" and i["filepath"] == parallel._get_blas().path]
+
+    threads(1)
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        assert blas_threads() == [2]
+        threads(2)
+        assert blas_threads() == [1]
+        assert "held at 1 thread" in parallel.info()
+        threads(1)
+        assert blas_threads() == [2]
+        assert parallel.get_num_threads() == 1
+
+
+def _cnn_step(x, w1, b1, w2, dy_seed):
+    """Conv -> ReLU -> MaxPool -> Conv(stride 2) forward and backward; every output."""
+    y1, c1 = conv_f.conv2d_forward(x, w1, b1, 1, 1)
+    r = relu_forward(y1)
+    p, pc = pool_f.maxpool2d_forward(r, 2)
+    y2, c2 = conv_f.conv2d_forward(p, w2, None, 2, 1)
+    dy2 = np.random.default_rng(dy_seed).standard_normal(y2.shape)
+    dp, dw2, _ = conv_f.conv2d_backward(dy2, c2)
+    dr = pool_f.maxpool2d_backward(dp, pc)
+    dy1 = relu_backward(dr, r)
+    dx, dw1, db1 = conv_f.conv2d_backward(dy1, c1)
+    return [y1, r, p, y2, dp, dw2, dr, dy1, dx, dw1, db1]
+
+
+def test_kernel_results_do_not_depend_on_the_thread_count(threads, monkeypatch):
+    """Element-wise passes are identical; products agree to float64 rounding (a split
+    product sums the same terms, a split inner axis adds two partial sums)."""
+    monkeypatch.setattr(conv_f, "CHUNK_BYTES", 1 << 14)      # several chunks per thread
+    monkeypatch.setattr(conv_f, "DX_CHUNK_BYTES", 1 << 12)
+    for module in (parallel, pool_f, activation):
+        monkeypatch.setattr(module, "ELEMENT_GRAIN", 64)
+    monkeypatch.setattr(parallel, "MATMUL_GRAIN", 256)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((7, 3, 10, 10))
+    w1, b1 = rng.standard_normal((8, 3, 3, 3)), rng.standard_normal(8)
+    w2 = rng.standard_normal((5, 8, 3, 3))
+    threads(1)
+    ref = _cnn_step(x, w1, b1, w2, 4)
+    for n in (2, 3):
+        threads(n)
+        got = _cnn_step(x, w1, b1, w2, 4)
+        for i, (a, b) in enumerate(zip(got, ref)):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12, err_msg=f"output {i}")
+        for i in (1, 2, 6):                      # ReLU, MaxPool forward, MaxPool backward
+            np.testing.assert_array_equal(got[i], ref[i])

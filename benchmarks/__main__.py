@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=None,
                    help="timed blocks per side and case (default 5, quick 3)")
     p.add_argument("--threads", type=int, default=None,
-                   help="threads for NumPy's BLAS and for torch (default: all cores)")
+                   help="threads for tinynet, NumPy's BLAS and torch (default: all cores)")
     p.add_argument("--pause", type=float, default=0.25,
                    help="seconds of sleep before each timed block (default 0.25)")
     p.add_argument("--min-block", type=float, default=None,

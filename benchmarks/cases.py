@@ -291,7 +291,11 @@ def step_products(model, x_shape: tuple) -> list[tuple[str, tuple, tuple, tuple]
 
 
 def _gemm_callables(prods, device: str, seed: int = 2):
-    """(tinynet-BLAS fn, torch fn, FLOPs) running ``prods`` with preallocated outputs."""
+    """(tinynet-BLAS fn, torch fn, FLOPs) running ``prods`` with preallocated outputs.
+
+    tinynet's side runs each product through ``tinynet.parallel.matmul``, as its layers
+    do (split over tinynet's threads, NumPy's BLAS at one thread when there are several).
+    """
     torch = _torch()
     xp = _xp(device)
     rng = numpy.random.default_rng(seed)
@@ -311,9 +315,11 @@ def _gemm_callables(prods, device: str, seed: int = 2):
         th_ops.append((at, bt, torch.empty((m, n), dtype=torch.float32, device=_tdev(device))))
         flops += 2 * m * k * n
 
+    from tinynet.parallel import matmul   # as tinynet runs them: split over its threads
+
     def run_np():
         for a, b, out in np_ops:
-            xp.matmul(a, b, out=out)
+            matmul(a, b, out=out)
 
     def run_torch():
         for a, b, out in th_ops:

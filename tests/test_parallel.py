@@ -16,7 +16,7 @@ import tinynet
 from tinynet import parallel
 from tinynet.functional import conv as conv_f
 from tinynet.functional import pool as pool_f
-from tinynet.layers import activation
+from tinynet.layers import activation, batchnorm
 from tinynet.layers.activation import relu_backward, relu_forward
 from tinynet.testing import strictxp
 
@@ -193,3 +193,31 @@ def test_kernel_results_do_not_depend_on_the_thread_count(threads, monkeypatch):
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12, err_msg=f"output {i}")
         for i in (1, 2, 6):                      # ReLU, MaxPool forward, MaxPool backward
             np.testing.assert_array_equal(got[i], ref[i])
+
+
+@pytest.mark.parametrize("shape, channels_last", [((6, 5, 7, 3), True), ((6, 5, 7, 3), False),
+                                                  ((128, 40), False), ((10, 40), False)])
+def test_batchnorm_is_identical_at_every_thread_count(threads, monkeypatch, shape,
+                                                      channels_last):
+    """Each unit's partial sums are computed alike on any thread and added in order, so
+    the statistics, outputs and gradients are bit-identical."""
+    for module in (parallel, batchnorm):
+        monkeypatch.setattr(module, "ELEMENT_GRAIN", 16)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(shape).astype(np.float32) * 3 + 1
+    dy = rng.standard_normal(shape).astype(np.float32)
+    if channels_last:
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    results = []
+    for n in (1, 2, 3):
+        threads(n)
+        tinynet.manual_seed(0)
+        bn = (tinynet.BatchNorm2d if len(shape) == 4 else tinynet.BatchNorm1d)(shape[1])
+        bn.weight.data[...] = rng.standard_normal(shape[1]) if n == 1 else results[0][4]
+        y = bn(x)
+        dx = bn.backward(dy)
+        results.append((y, dx, bn.weight.grad, bn.bias.grad, bn.weight.data.copy(),
+                        bn.running_mean, bn.running_var))
+    for got in results[1:]:
+        for i, (a, b) in enumerate(zip(got, results[0])):
+            np.testing.assert_array_equal(a, b, err_msg=f"result {i}")

@@ -9,6 +9,7 @@ from ..checks import check_finite, checks_enabled
 from ..errors import DTypeError, ShapeError
 from ..functional.pool import is_channels_last
 from ..module import Module
+from ..parallel import ELEMENT_GRAIN, parallel_for
 from ..parameter import Parameter
 
 
@@ -121,29 +122,50 @@ class _BatchNorm(Module):
             return f.reshape(n, h, w, c).transpose(0, 3, 1, 2)
         return f.reshape(shape)
 
-    def _channel_sum(self, f, kind: str, n: int):
-        """Per-channel sum of a frame, ``(C,)`` in f's dtype, accumulated in float64 across
-        samples (as PyTorch's CPU kernels; float32 sums over M values lose ~1e-4).
+    def _units(self, f, kind: str, n: int):
+        """f's frame cut into the units its partial sums are taken over (a view).
 
-        Per sample the partial sums are a matrix product with a vector of ones (BLAS,
-        ~10x faster than NumPy's axis reductions here); the N partial sums are then
-        added in float64.
+        "rows" frames ``(M, C)`` become ``(U, R, C)``: ``(N, H*W, C)`` for a channels-last
+        map, 8 blocks of N/8 rows for a large ``(N, C)``, single rows for a small one;
+        "cols" frames ``(N, C, S)`` are their own samples. Every unit's partial sums are
+        computed the same way whichever thread takes it, so the statistics do not depend
+        on the thread count.
         """
-        xp = get_array_module(f)
-        if kind == "rows":
-            if f.shape[0] == n and (n < 64 or n % 8):   # (N, C), small: no blocks
-                part = f
-            elif f.shape[0] == n:                   # (N, C) -> 8 blocks of N/8 rows
-                # float32 BLAS sums of N/8 rows, then float64 across the 8 blocks: 3-4x
-                # faster than the float64 axis-0 sum of BN MLP's (256, 512) (measured).
-                f3 = f.reshape(8, n // 8, f.shape[1])
-                part = xp.matmul(xp.ones((n // 8,), dtype=f.dtype), f3)
-            else:                                   # (N*H*W, C) -> (N, H*W, C)
-                f3 = f.reshape(n, -1, f.shape[1])
-                part = xp.matmul(xp.ones((f3.shape[1],), dtype=f.dtype), f3)
+        if kind == "cols":
+            return f
+        c = self.num_features
+        if f.shape[0] == n:                      # (N, C)
+            if n < 64 or n % 8:
+                return f.reshape(n, 1, c)
+            return f.reshape(8, n // 8, c)
+        return f.reshape(n, -1, c)               # (N*H*W, C) -> (N, H*W, C)
+
+    @staticmethod
+    def _partial_sums(units, kind: str, out) -> None:
+        """``out[u] = `` the per-channel sum of unit u, for a block of units, ``(U, C)``.
+
+        Per unit the sum is a matrix product with a vector of ones (BLAS, ~10x faster
+        than NumPy's axis reductions here).
+        """
+        xp = get_array_module(units)
+        if kind == "cols":
+            units.sum(axis=2, out=out)          # (U, C, S): contiguous last axis
+        elif units.shape[1] == 1:
+            out[...] = units[:, 0]
         else:
-            part = f.sum(axis=2)                    # (N, C, S): contiguous last axis
-        return part.sum(axis=0, dtype=xp.float64).astype(f.dtype)
+            xp.matmul(xp.ones((units.shape[1],), dtype=units.dtype), units, out=out)
+
+    @staticmethod
+    def _total(partials):
+        """The units' partial sums added in float64 (as PyTorch's CPU kernels; float32
+        sums over M values lose ~1e-4), returned in their dtype, ``(C,)``."""
+        xp = get_array_module(partials)
+        return partials.sum(axis=0, dtype=xp.float64).astype(partials.dtype)
+
+    def _grain(self, units) -> int:
+        """Units per thread's range: at least ``ELEMENT_GRAIN`` elements."""
+        per_unit = max(1, units[0].size) if units.shape[0] else 1
+        return max(1, ELEMENT_GRAIN // per_unit)
 
     def forward(self, x):
         self._check(x)
@@ -158,24 +180,61 @@ class _BatchNorm(Module):
             if m <= 1:
                 raise ShapeError(f"{self.describe()}: expected more than 1 value per channel "
                                  f"when training, got input of shape {tuple(x.shape)}")
-            inv_m = x.dtype.type(1.0 / m)
-            mean = self._channel_sum(f, kind, n) * inv_m
-            xhat = f - mean.reshape(bshape)                      # x - mu
-            var = self._channel_sum(xhat * xhat, kind, n) * inv_m
-            inv_std = 1.0 / xp.sqrt(var + x.dtype.type(self.eps))
-            xhat *= inv_std.reshape(bshape)
+            y, xhat, inv_std, mean, var = self._normalize_batch(xp, f, kind, n, m, bshape)
             if self.training and self.track_running_stats:
                 self._update_running(mean, var, m)
         else:
             inv_std = 1.0 / xp.sqrt(self.running_var + x.dtype.type(self.eps))
             xhat = (f - self.running_mean.reshape(bshape)) * inv_std.reshape(bshape)
-        if self.affine:
-            y = xhat * self.weight.data.reshape(bshape)
-            y += self.bias.data.reshape(bshape)
-        else:
-            y = xhat.copy()
+            if self.affine:
+                y = xhat * self.weight.data.reshape(bshape)
+                y += self.bias.data.reshape(bshape)
+            else:
+                y = xhat.copy()
         self._cache = (xhat, inv_std, use_batch, tuple(x.shape), kind)
         return self._unframe(y, kind, tuple(x.shape))
+
+    def _normalize_batch(self, xp, f, kind: str, n: int, m: int, bshape: tuple):
+        """Train-mode statistics and output, in three passes over the units, each split
+        over tinynet's threads: the sums for mu; x - mu and the sums of its squares; the
+        scaling by s and the affine map. Returns ``(y, xhat, s, mu, var)`` (frames)."""
+        u = self._units(f, kind, n)
+        ub = (1, 1, self.num_features) if kind == "rows" else (1, self.num_features, 1)
+        grain = self._grain(u)
+        dtype = f.dtype
+        inv_m = dtype.type(1.0 / m)
+        part = xp.empty((u.shape[0], self.num_features), dtype=dtype)
+        parallel_for(xp, u.shape[0], lambda s, e: self._partial_sums(u[s:e], kind, part[s:e]),
+                     grain)
+        mean = self._total(part) * inv_m
+        mb = mean.reshape(ub)
+        xhat_u = xp.empty(u.shape, dtype=dtype)
+
+        def centre(s: int, e: int) -> None:
+            xs = xhat_u[s:e]
+            xp.subtract(u[s:e], mb, out=xs)               # x - mu
+            self._partial_sums(xs * xs, kind, part[s:e])
+
+        parallel_for(xp, u.shape[0], centre, grain)
+        var = self._total(part) * inv_m
+        inv_std = 1.0 / xp.sqrt(var + dtype.type(self.eps))
+        sb = inv_std.reshape(ub)
+        y_u = xp.empty(u.shape, dtype=dtype) if self.affine else None
+        gb = self.weight.data.reshape(ub) if self.affine else None
+        bb = self.bias.data.reshape(ub) if self.affine else None
+
+        def scale(s: int, e: int) -> None:
+            xs = xhat_u[s:e]
+            xs *= sb
+            if y_u is not None:
+                ys = y_u[s:e]
+                xp.multiply(xs, gb, out=ys)
+                ys += bb
+
+        parallel_for(xp, u.shape[0], scale, grain)
+        xhat = xhat_u.reshape(f.shape)
+        y = y_u.reshape(f.shape) if y_u is not None else xhat.copy()
+        return y, xhat, inv_std, mean, var
 
     def _update_running(self, mean, var, m: int) -> None:
         self.num_batches_tracked += 1
@@ -203,25 +262,42 @@ class _BatchNorm(Module):
         g = self._frame(dy, kind)     # a view when dy has x's layout, else one copy
         bshape = (1, self.num_features) + ((1,) if kind == "cols" else ())
         need_stats = self.affine or (use_batch and input_grad)
+        u, gu = self._units(xhat, kind, n), self._units(g, kind, n)
+        ub = (1, 1, self.num_features) if kind == "rows" else (1, self.num_features, 1)
+        grain = self._grain(u)
         if need_stats:
-            dbeta = self._channel_sum(g, kind, n)
-            dgamma = self._channel_sum(g * xhat, kind, n)
+            pb = xp.empty((u.shape[0], self.num_features), dtype=dy.dtype)
+            pg = xp.empty_like(pb)
+
+            def stats(s: int, e: int) -> None:
+                self._partial_sums(gu[s:e], kind, pb[s:e])
+                self._partial_sums(gu[s:e] * u[s:e], kind, pg[s:e])
+
+            parallel_for(xp, u.shape[0], stats, grain)
+            dbeta, dgamma = self._total(pb), self._total(pg)
         if self.affine:
             self.weight.accumulate(dgamma)
             self.bias.accumulate(dbeta)
         if not input_grad:
             return None
         gamma = self.weight.data if self.affine else xp.ones_like(inv_std)
-        k = (gamma * inv_std).reshape(bshape)
+        k = gamma * inv_std
         if not use_batch:
-            return self._unframe(g * k, kind, x_shape)
+            return self._unframe(g * k.reshape(bshape), kind, x_shape)
         m = dy.size // self.num_features
         inv_m = dy.dtype.type(1.0 / m)
-        dx = xhat * (dgamma * inv_m).reshape(bshape)
-        xp.subtract(g, dx, out=dx)
-        dx -= (dbeta * inv_m).reshape(bshape)
-        dx *= k
-        return self._unframe(dx, kind, x_shape)
+        kb, dgb, dbb = k.reshape(ub), (dgamma * inv_m).reshape(ub), (dbeta * inv_m).reshape(ub)
+        dx_u = xp.empty(u.shape, dtype=dy.dtype)
+
+        def grad(s: int, e: int) -> None:
+            d = dx_u[s:e]
+            xp.multiply(u[s:e], dgb, out=d)
+            xp.subtract(gu[s:e], d, out=d)
+            d -= dbb
+            d *= kb
+
+        parallel_for(xp, u.shape[0], grad, grain)
+        return self._unframe(dx_u.reshape(g.shape), kind, x_shape)
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "

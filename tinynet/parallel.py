@@ -108,7 +108,14 @@ class _Blas:
 
     @staticmethod
     def _candidates(fragment: str) -> list[str]:
+        """NumPy's own copy first (its wheels ship one; SciPy's wheels ship another, which
+        must not be the one set), then the loaded libraries (a system NumPy's BLAS)."""
         found = []
+        here = os.path.dirname(os.path.abspath(numpy.__file__))
+        for folder in (here + ".libs", os.path.join(here, ".dylibs")):
+            if os.path.isdir(folder):
+                found += [os.path.join(folder, f) for f in sorted(os.listdir(folder))
+                          if fragment in f]
         try:
             with open("/proc/self/maps") as f:
                 for line in f:
@@ -117,11 +124,6 @@ class _Blas:
                         found.append(path)
         except OSError:
             pass
-        here = os.path.dirname(os.path.abspath(numpy.__file__))
-        for folder in (here + ".libs", os.path.join(here, ".dylibs")):
-            if os.path.isdir(folder):
-                found += [os.path.join(folder, f) for f in sorted(os.listdir(folder))
-                          if fragment in f]
         return found
 
     @property

@@ -221,3 +221,33 @@ def test_batchnorm_is_identical_at_every_thread_count(threads, monkeypatch, shap
     for got in results[1:]:
         for i, (a, b) in enumerate(zip(got, results[0])):
             np.testing.assert_array_equal(a, b, err_msg=f"result {i}")
+
+
+@pytest.mark.skipif(not hasattr(__import__("signal"), "pthread_kill"),
+                    reason="needs signal.pthread_kill (POSIX) to interrupt the waiting caller")
+def test_a_call_interrupted_while_waiting_does_not_leak_into_the_next(threads):
+    """Ctrl-C while the caller waits for a worker: the worker's late result must not be
+    taken for the next call's, or that call would return before its ranges are done."""
+    import signal
+    import time
+    threads(2)
+    main = threading.get_ident()
+
+    def slow(s, e):
+        if s > 0:
+            time.sleep(0.3)
+
+    timer = threading.Timer(0.1, signal.pthread_kill, (main, signal.SIGINT))
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        parallel.parallel_for(np, 2, slow)
+    timer.join()
+    out = np.zeros(2)
+
+    def mark(s, e):
+        if s > 0:
+            time.sleep(0.3)
+        out[s:e] = 1
+
+    parallel.parallel_for(np, 2, mark)
+    assert out.tolist() == [1.0, 1.0]

@@ -147,7 +147,6 @@ class _Pool:
     def __init__(self, workers: int) -> None:
         self.workers = workers
         self._tasks = [queue.SimpleQueue() for _ in range(workers)]
-        self._done: queue.SimpleQueue = queue.SimpleQueue()
         self._threads = [threading.Thread(target=self._work, args=(q,), daemon=True,
                                           name=f"tinynet-{i + 1}")
                          for i, q in enumerate(self._tasks)]
@@ -160,16 +159,19 @@ class _Pool:
             item = tasks.get()
             if item is None:
                 return
-            fn, start, stop = item
+            fn, start, stop, done = item
             try:
                 fn(start, stop)
-                self._done.put(None)
+                done.put(None)
             except BaseException as exc:  # handed to the caller, raised there
-                self._done.put(exc)
+                done.put(exc)
 
     def run(self, fn: Callable[[int, int], Any], ranges: list[tuple[int, int]]) -> None:
+        # A queue per call: if the caller is interrupted (Ctrl-C) while it waits, the
+        # late results land in this call's queue, never in a later call's.
+        done: queue.SimpleQueue = queue.SimpleQueue()
         for tasks, (start, stop) in zip(self._tasks, ranges[1:]):
-            tasks.put((fn, start, stop))
+            tasks.put((fn, start, stop, done))
         error = None
         _local.inside = True
         try:
@@ -179,7 +181,7 @@ class _Pool:
         finally:
             _local.inside = False
             for _ in ranges[1:]:       # always collect every range before returning
-                result = self._done.get()
+                result = done.get()
                 if error is None and result is not None:
                     error = result
         if error is not None:

@@ -149,11 +149,11 @@ class _BatchNorm(Module):
         """
         xp = get_array_module(units)
         if kind == "cols":
-            units.sum(axis=2, out=out)          # (U, C, S): contiguous last axis
+            out[...] = units.sum(axis=2)        # (U, C, S): contiguous last axis
         elif units.shape[1] == 1:
             out[...] = units[:, 0]
-        else:
-            xp.matmul(xp.ones((units.shape[1],), dtype=units.dtype), units, out=out)
+        else:                                   # (U, C) results: the copy is small
+            out[...] = xp.matmul(xp.ones((units.shape[1],), dtype=units.dtype), units)
 
     @staticmethod
     def _total(partials):

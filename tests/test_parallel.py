@@ -21,6 +21,11 @@ from tinynet.layers.activation import relu_backward, relu_forward
 from tinynet.testing import strictxp
 
 
+needs_pool = pytest.mark.skipif(
+    not parallel._get_blas().usable,
+    reason="NumPy's BLAS threads cannot be set here, so tinynet runs everything in the caller")
+
+
 @pytest.fixture
 def threads():
     """Set the thread count inside a test; the previous count comes back after it."""
@@ -39,8 +44,7 @@ def test_split_covers_the_range_in_near_equal_parts():
             assert max(sizes) - min(sizes) <= 1
 
 
-@pytest.mark.skipif(not parallel._get_blas().usable, reason="NumPy's BLAS threads cannot "
-                    "be set here, so tinynet runs everything in the caller")
+@needs_pool
 def test_parallel_for_runs_each_range_once_on_distinct_threads(threads):
     threads(3)
     seen, lock = [], threading.Lock()
@@ -67,6 +71,7 @@ def test_one_range_in_the_caller_for_other_array_modules_and_one_thread(threads)
     assert calls == [(0, 10, me), (0, 10, me)]
 
 
+@needs_pool
 def test_a_failing_range_raises_in_the_caller_and_the_pool_survives(threads):
     threads(2)
 
@@ -98,11 +103,31 @@ def test_nested_parallel_calls_run_serially_instead_of_deadlocking(threads):
 @pytest.mark.parametrize("shape", [(600, 40, 30), (40, 50, 700), (30, 5000, 20),
                                    (7, 3, 5), (2048, 64, 2048)],
                          ids=["rows", "cols", "inner", "small", "large"])
-def test_split_matmul_matches_numpy(threads, shape):
+def test_split_matmul_matches_numpy(threads, monkeypatch, shape):
+    """Each way of splitting (rows of a, columns of b, the inner axis) against NumPy;
+    the grain is lowered so that every shape but the small one is really split."""
     m, k, p = shape
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((m, k)), rng.standard_normal((k, p))
+    monkeypatch.setattr(parallel, "MATMUL_GRAIN", 1 << 12)
+    calls = []
+    real = parallel.parallel_for
+
+    def spy(xp, n, fn, grain=1):
+        calls.append((n, min(parallel.get_num_threads(), n // max(1, grain))))
+        return real(xp, n, fn, grain)
+
+    monkeypatch.setattr(parallel, "parallel_for", spy)
     threads(3)
+    parallel.matmul(a, b)
+    axis = {"rows": m, "cols": p, "inner": k, "large": m}.get(
+        {(600, 40, 30): "rows", (40, 50, 700): "cols", (30, 5000, 20): "inner",
+         (2048, 64, 2048): "large"}.get(shape, ""))
+    if axis is None:                        # (7, 3, 5): too small to split
+        assert all(parts <= 1 for _, parts in calls)
+    elif parallel._get_blas().usable:
+        assert calls[0] == (axis, 3)
+    calls.clear()
     np.testing.assert_allclose(parallel.matmul(a, b), a @ b, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(parallel.matmul(a.T.copy().T, b[:, ::-1]), a @ b[:, ::-1],
                                rtol=1e-12, atol=1e-12)       # strided operands
@@ -223,6 +248,7 @@ def test_batchnorm_is_identical_at_every_thread_count(threads, monkeypatch, shap
             np.testing.assert_array_equal(a, b, err_msg=f"result {i}")
 
 
+@needs_pool
 @pytest.mark.skipif(not hasattr(__import__("signal"), "pthread_kill"),
                     reason="needs signal.pthread_kill (POSIX) to interrupt the waiting caller")
 def test_a_call_interrupted_while_waiting_does_not_leak_into_the_next(threads):
@@ -237,11 +263,21 @@ def test_a_call_interrupted_while_waiting_does_not_leak_into_the_next(threads):
         if s > 0:
             time.sleep(0.3)
 
+    finished = []
+
+    def slow_marked(s, e):
+        slow(s, e)
+        finished.append(s)
+
     timer = threading.Timer(0.1, signal.pthread_kill, (main, signal.SIGINT))
     timer.start()
-    with pytest.raises(KeyboardInterrupt):
-        parallel.parallel_for(np, 2, slow)
-    timer.join()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            parallel.parallel_for(np, 2, slow_marked)
+    finally:
+        timer.cancel()
+        timer.join()
+    assert sorted(finished) == [0, 1]      # the caller waited for the worker's range
     out = np.zeros(2)
 
     def mark(s, e):
@@ -251,3 +287,83 @@ def test_a_call_interrupted_while_waiting_does_not_leak_into_the_next(threads):
 
     parallel.parallel_for(np, 2, mark)
     assert out.tolist() == [1.0, 1.0]
+
+
+@needs_pool
+def test_thread_count_changed_by_another_thread_just_before_a_call(threads):
+    """set_num_threads(2) from another thread between a call's start and its taking the
+    lock: the call must use the pool it gets (it used to hand 4 ranges to 1 worker and
+    wait forever)."""
+    threads(4)
+    real = parallel._lock
+
+    class Interleaved:
+        fired = False
+
+        def acquire(self, blocking=True):
+            if not Interleaved.fired:
+                Interleaved.fired = True
+                t = threading.Thread(target=parallel.set_num_threads, args=(2,))
+                t.start()
+                t.join()
+            return real.acquire(blocking)
+
+        def release(self):
+            real.release()
+
+        def __enter__(self):
+            real.acquire()
+            return self
+
+        def __exit__(self, *exc):
+            real.release()
+
+    out = np.zeros(4)
+    done = threading.Event()
+
+    def call():
+        parallel.parallel_for(np, 4, lambda s, e: out.__setitem__(slice(s, e), 1.0))
+        done.set()
+
+    parallel._lock = Interleaved()
+    try:
+        threading.Thread(target=call, daemon=True).start()
+        finished = done.wait(10)
+    finally:
+        if done.is_set():
+            parallel._lock = real
+        else:   # the hung call holds the real lock: let the other tests go on without it
+            parallel._lock, parallel._pool = threading.Lock(), None
+    assert finished, "parallel_for hung after the thread count changed"
+    assert out.tolist() == [1.0] * 4
+
+
+def test_set_num_threads_inside_a_range_is_refused(threads):
+    threads(2)
+    errors = []
+
+    def fn(s, e):
+        try:
+            parallel.set_num_threads(1)
+        except RuntimeError as exc:
+            errors.append(str(exc))
+
+    done = threading.Event()
+    caller = threading.Thread(target=lambda: (parallel.parallel_for(np, 4, fn), done.set()),
+                              daemon=True)
+    caller.start()
+    if not done.wait(10):   # the stuck call holds the lock: let the other tests go on
+        parallel._lock, parallel._pool = threading.Lock(), None
+        pytest.fail("set_num_threads inside a range deadlocked")
+    assert errors and all("inside a parallel range" in e for e in errors)
+
+
+def test_empty_batches_give_empty_or_zero_results(threads):
+    threads(2)
+    x, w, b = np.zeros((0, 3, 5, 5)), np.ones((4, 3, 3, 3)), np.ones(4)
+    y, cache = conv_f.conv2d_forward(x, w, b, 1, 1)
+    dx, dw, db = conv_f.conv2d_backward(np.zeros(y.shape), cache)
+    assert y.shape == (0, 4, 5, 5) and dx.shape == x.shape
+    np.testing.assert_array_equal(dw, 0)
+    np.testing.assert_array_equal(db, 0)
+    np.testing.assert_array_equal(parallel.matmul(np.ones((3, 0)), np.ones((0, 4))), 0)

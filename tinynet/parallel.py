@@ -165,10 +165,13 @@ class _Pool:
                 done.put(None)
             except BaseException as exc:  # handed to the caller, raised there
                 done.put(exc)
+            del item, fn, done            # do not keep the task's arrays alive while idle
 
     def run(self, fn: Callable[[int, int], Any], ranges: list[tuple[int, int]]) -> None:
         # A queue per call: if the caller is interrupted (Ctrl-C) while it waits, the
         # late results land in this call's queue, never in a later call's.
+        if len(ranges) > self.workers + 1:
+            raise RuntimeError(f"{len(ranges)} ranges for {self.workers} worker(s) and the caller")
         done: queue.SimpleQueue = queue.SimpleQueue()
         for tasks, (start, stop) in zip(self._tasks, ranges[1:]):
             tasks.put((fn, start, stop, done))
@@ -180,8 +183,14 @@ class _Pool:
             error = exc
         finally:
             _local.inside = False
-            for _ in ranges[1:]:       # always collect every range before returning
-                result = done.get()
+            pending = len(ranges) - 1
+            while pending:             # always collect every range before returning, even
+                try:                   # through Ctrl-C: the workers write into the outputs
+                    result = done.get()
+                except KeyboardInterrupt as exc:
+                    error = exc
+                    continue
+                pending -= 1
                 if error is None and result is not None:
                     error = result
         if error is not None:
@@ -240,6 +249,9 @@ def set_num_threads(n: int) -> None:
     global _threads, _pool, _blas_saved
     if isinstance(n, bool) or not isinstance(n, (int, numpy.integer)) or n < 1:
         raise ValueError(f"set_num_threads expects a positive integer, got {n!r}")
+    if getattr(_local, "inside", False):
+        raise RuntimeError("set_num_threads called inside a parallel range; call it "
+                           "between tinynet operations")
     with _lock:
         _threads = int(n)
         if _pool is not None and _pool.workers != _threads - 1:
@@ -289,12 +301,18 @@ def parallel_for(xp, n: int, fn: Callable[[int, int], Any], grain: int = 1) -> N
     """
     if n <= 0:
         return
-    parts = min(get_num_threads(), n // max(1, grain)) if xp is numpy else 1
-    if parts <= 1 or getattr(_local, "inside", False) or not _lock.acquire(blocking=False):
+    if xp is not numpy or n < 2 * max(1, grain) or getattr(_local, "inside", False) \
+            or not _lock.acquire(blocking=False):
         fn(0, n)
         return
-    try:
-        _activate().run(fn, split(n, parts))
+    try:   # the thread count is read under the lock: set_num_threads may not change it now
+        parts = min(get_num_threads(), n // max(1, grain))
+        if parts <= 1:
+            fn(0, n)
+            return
+        pool = _activate()
+        parts_run = min(parts, pool.workers + 1)
+        pool.run(fn, split(n, parts_run))
     finally:
         _lock.release()
 
@@ -315,8 +333,8 @@ def matmul(a, b, out=None):
     p = b.shape[1]
     if out is None:
         out = xp.empty((m, p), dtype=numpy.result_type(a.dtype, b.dtype))
-    if xp is not numpy or get_num_threads() == 1:
-        return xp.matmul(a, b, out=out)
+    if xp is not numpy or get_num_threads() == 1 or 0 in (m, k, p):
+        return xp.matmul(a, b, out=out)     # (NumPy writes zeros for an empty K)
     if k >= 4 * max(m, p):
         # A long inner dimension (a weight gradient, X^T @ dY, summed over the batch):
         # each thread multiplies its own rows of the batch into a partial (M, P) product,
@@ -354,6 +372,8 @@ def column_sums(a):
     def run(start: int, stop: int) -> None:
         partials[start] = xp.matmul(xp.ones((stop - start,), dtype=a.dtype), a[start:stop])
 
+    if m == 0:
+        return xp.zeros((p,), dtype=a.dtype)
     parallel_for(xp, m, run, grain=max(1, ELEMENT_GRAIN // max(1, p)))
     parts = [partials[k] for k in sorted(partials)]
     total = parts[0]

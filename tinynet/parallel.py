@@ -339,15 +339,8 @@ def matmul(a, b, out=None):
         # A long inner dimension (a weight gradient, X^T @ dY, summed over the batch):
         # each thread multiplies its own rows of the batch into a partial (M, P) product,
         # reading its half of both operands once; the partials are added in range order.
-        partials: dict[int, Any] = {}
-
-        def part(s: int, e: int) -> None:
-            partials[s] = xp.matmul(a[:, s:e], b[s:e])
-
-        parallel_for(xp, k, part, grain=max(1, MATMUL_GRAIN // max(1, m * p)))
-        xp.copyto(out, partials.pop(0))
-        for s in sorted(partials):
-            out += partials[s]
+        xp.copyto(out, _sum_over_ranges(xp, k, lambda s, e: xp.matmul(a[:, s:e], b[s:e]),
+                                        grain=max(1, MATMUL_GRAIN // max(1, m * p))))
         return out
     grain = max(1, MATMUL_GRAIN // max(1, k * min(m, p)))
     if m >= p or m >= 256:
@@ -367,15 +360,23 @@ def column_sums(a):
     from .backend import get_array_module
     xp = get_array_module(a)
     m, p = a.shape
+    if m == 0:
+        return xp.zeros((p,), dtype=a.dtype)
+    return _sum_over_ranges(
+        xp, m, lambda s, e: xp.matmul(xp.ones((e - s,), dtype=a.dtype), a[s:e]),
+        grain=max(1, ELEMENT_GRAIN // max(1, p)))
+
+
+def _sum_over_ranges(xp, n: int, fn: Callable[[int, int], Any], grain: int):
+    """``fn(start, stop)`` per thread's range of ``[0, n)`` (n > 0), the results added
+    in range order, so the sum depends only on the sizes and the thread count."""
     partials: dict[int, Any] = {}
 
     def run(start: int, stop: int) -> None:
-        partials[start] = xp.matmul(xp.ones((stop - start,), dtype=a.dtype), a[start:stop])
+        partials[start] = fn(start, stop)
 
-    if m == 0:
-        return xp.zeros((p,), dtype=a.dtype)
-    parallel_for(xp, m, run, grain=max(1, ELEMENT_GRAIN // max(1, p)))
-    parts = [partials[k] for k in sorted(partials)]
+    parallel_for(xp, n, run, grain)
+    parts = [partials[s] for s in sorted(partials)]
     total = parts[0]
     for part in parts[1:]:
         total += part

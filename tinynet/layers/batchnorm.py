@@ -162,6 +162,10 @@ class _BatchNorm(Module):
         xp = get_array_module(partials)
         return partials.sum(axis=0, dtype=xp.float64).astype(partials.dtype)
 
+    def _unit_bshape(self, kind: str) -> tuple:
+        """The per-channel vectors' shape that broadcasts over ``_units``' arrays."""
+        return (1, 1, self.num_features) if kind == "rows" else (1, self.num_features, 1)
+
     def _grain(self, units) -> int:
         """Units per thread's range: at least ``ELEMENT_GRAIN`` elements."""
         per_unit = max(1, units[0].size) if units.shape[0] else 1
@@ -180,7 +184,7 @@ class _BatchNorm(Module):
             if m <= 1:
                 raise ShapeError(f"{self.describe()}: expected more than 1 value per channel "
                                  f"when training, got input of shape {tuple(x.shape)}")
-            y, xhat, inv_std, mean, var = self._normalize_batch(xp, f, kind, n, m, bshape)
+            y, xhat, inv_std, mean, var = self._normalize_batch(xp, f, kind, n, m)
             if self.training and self.track_running_stats:
                 self._update_running(mean, var, m)
         else:
@@ -194,12 +198,12 @@ class _BatchNorm(Module):
         self._cache = (xhat, inv_std, use_batch, tuple(x.shape), kind)
         return self._unframe(y, kind, tuple(x.shape))
 
-    def _normalize_batch(self, xp, f, kind: str, n: int, m: int, bshape: tuple):
+    def _normalize_batch(self, xp, f, kind: str, n: int, m: int):
         """Train-mode statistics and output, in three passes over the units, each split
         over tinynet's threads: the sums for mu; x - mu and the sums of its squares; the
         scaling by s and the affine map. Returns ``(y, xhat, s, mu, var)`` (frames)."""
         u = self._units(f, kind, n)
-        ub = (1, 1, self.num_features) if kind == "rows" else (1, self.num_features, 1)
+        ub = self._unit_bshape(kind)
         grain = self._grain(u)
         dtype = f.dtype
         inv_m = dtype.type(1.0 / m)
@@ -263,7 +267,7 @@ class _BatchNorm(Module):
         bshape = (1, self.num_features) + ((1,) if kind == "cols" else ())
         need_stats = self.affine or (use_batch and input_grad)
         u, gu = self._units(xhat, kind, n), self._units(g, kind, n)
-        ub = (1, 1, self.num_features) if kind == "rows" else (1, self.num_features, 1)
+        ub = self._unit_bshape(kind)
         grain = self._grain(u)
         if need_stats:
             pb = xp.empty((u.shape[0], self.num_features), dtype=dy.dtype)

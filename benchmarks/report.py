@@ -9,7 +9,7 @@ import os
 import platform
 import re
 
-from tinynet.data.download import atomic_write
+from tinynet.io import atomic_write
 
 
 def _cpu_model() -> str:

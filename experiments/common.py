@@ -21,7 +21,7 @@ import numpy as np
 
 import tinynet
 from tinynet.data import DataLoader
-from tinynet.data.download import atomic_write
+from tinynet.io import atomic_write
 from tinynet.train import global_grad_norm
 
 # ----------------------------------------------------------------- quick mode sizes

@@ -20,6 +20,7 @@ from .errors import (
                      StateDictError,
                      TinynetError,
 )
+from .kernels import get_kernels, reference_kernels, set_kernels, use_kernels
 from .layers import (
                      ELU,
                      AvgPool2d,
@@ -87,12 +88,16 @@ __all__ = [
                      "evaluate",
                      "fit",
                      "get_array_module",
+                     "get_kernels",
                      "get_num_threads",
                      "init",
                      "load",
                      "manual_seed",
+                     "reference_kernels",
                      "save",
                      "set_checks",
+                     "set_kernels",
                      "set_num_threads",
                      "trace",
+                     "use_kernels",
 ]

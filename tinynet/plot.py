@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import os
 
-from .data.download import atomic_write
+from .io import atomic_write
 
 
 def _figure(*args, **kwargs):

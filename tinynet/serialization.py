@@ -11,7 +11,7 @@ that holds no pickle anywhere:
   state of ``tinynet.random``'s global generator (dropout masks) and of the training
   DataLoader (data order), the epoch/step reached, the history and ``meta``.
 
-Writing goes through :func:`tinynet.data.download.atomic_write` (a temporary file in
+Writing goes through :func:`tinynet.io.atomic_write` (a temporary file in
 the same folder, fsync, rename), so a crash while saving leaves the previous file
 intact. Reading never unpickles: the zip is read member by member (each member's CRC
 is checked), each ``.npy`` header is parsed and bounded before any memory is
@@ -41,7 +41,7 @@ from typing import Any
 import numpy
 
 from .backend import to_numpy
-from .data.download import atomic_write
+from .io import atomic_write
 from .errors import DataError, StateDictError, TinynetError
 from .random import get_rng_state, set_rng_state
 

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 
 from .backend import device_of, get_array_module
-from .data.download import atomic_write
+from .io import atomic_write
 from .data.loader import DataLoader
 from .errors import DataError
 from .module import Module

@@ -11,13 +11,13 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
 
 from ..errors import DataError
+from ..io import atomic_write
 
 CHUNK = 1 << 16
 
@@ -33,34 +33,6 @@ def md5_of_file(path: str, decompress: bool = False) -> str:
     except (OSError, EOFError) as e:
         raise DataError(f"{path}: cannot read for checksum: {e}") from e
     return h.hexdigest()
-
-
-def atomic_write(path: str, write: Callable[[object], None]) -> None:
-    """Call ``write(f)`` on a temporary file beside ``path``, fsync, then rename it to ``path``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".part",
-                               dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        try:  # make the rename itself durable
-            dfd = os.open(folder, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-        except OSError:
-            pass
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def _stream(url: str, f, progress: bool, timeout: float) -> None:

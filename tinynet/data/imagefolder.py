@@ -36,7 +36,7 @@ import numpy as np
 from ..errors import DataError
 from .archive import iter_files
 from .datasets import DatasetInfo, cache_dir, register
-from .download import atomic_write
+from ..io import atomic_write
 
 IMG_EXTENSIONS = (".png", ".jpg", ".jpeg")
 SPLITS = ("train", "test")

@@ -43,7 +43,7 @@ def profile_step(model_name: str, batch: int, steps: int = 20, device: str = "cp
     """Per-part median seconds of ``steps`` training steps (after 3 warm-up steps)."""
     import tinynet
     from tinynet import models
-    from tinynet.module import _first_with_parameters
+    from tinynet.module import first_with_parameters
 
     from .timing import make_sync
     sync = make_sync(device)
@@ -56,13 +56,14 @@ def profile_step(model_name: str, batch: int, steps: int = 20, device: str = "cp
     shape = (batch,) + models.INPUT_SHAPES[model_name]
     xp = numpy
     if device == "cuda":
-        from tinynet.backend import _cupy as xp
+        from tinynet.backend import cupy_module
+        xp = cupy_module()
     x = xp.asarray(rng.random(shape, dtype=numpy.float32))
     t = xp.asarray(rng.integers(0, 10, batch))
     loss_fn = tinynet.CrossEntropyLoss()
     opt = tinynet.SGD(model.parameters(), lr=lr)
     layers = list(model)
-    first = _first_with_parameters(layers)
+    first = first_with_parameters(layers)
     parts: dict[str, list] = {}
     shapes: dict[int, tuple] = {}
 

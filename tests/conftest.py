@@ -9,6 +9,8 @@ Fixture names are a contract other test files rely on; keep them stable.
 * ``shared_data``: the folder holding ``mnist/`` and ``cifar10-jpeg/`` (``$TINYNET_DATA``,
   else ``<repo>/../shared/data``); the test is skipped when it is absent.
 * ``torch``: the ``torch`` module, or a skip when it is not installed.
+* ``kernels``: parametrised over ``"reference"`` and ``"fast"``; the test body runs with
+  that kernel set in force (``tinynet.use_kernels``), and the fixture's value is its name.
 """
 
 from __future__ import annotations
@@ -109,6 +111,14 @@ def shared_data() -> str:
     if not os.path.isdir(folder):
         pytest.skip(f"shared data folder {folder} not found (set TINYNET_DATA)")
     return folder
+
+
+@pytest.fixture(params=["reference", "fast"])
+def kernels(request):
+    """Run the test on the reference kernels, then on the fast ones."""
+    import tinynet
+    with tinynet.use_kernels(request.param):
+        yield request.param
 
 
 @pytest.fixture

@@ -134,9 +134,9 @@ def test_linear_backward_does_not_write_into_dy(xp):
 
 def test_linear_shape_and_dtype_errors_name_the_layer():
     model = Sequential(Flatten(), Linear(6, 3))
-    with pytest.raises(ShapeError, match=r"Linear '1'.*\(2, 5\).*\(N, 6\)"):
+    with pytest.raises(ShapeError, match=r"Linear '1'.*\(2, 5\).*\(\*, 6\)"):
         model[1](np.zeros((2, 5), np.float32))
-    with pytest.raises(ShapeError, match=r"Linear '1'.*\(N, 6\)"):
+    with pytest.raises(ShapeError, match=r"Linear '1'.*\(\*, 6\)"):
         model[1](np.zeros((2, 3, 2), np.float32))
     with pytest.raises(DTypeError, match=r"Linear '1'.*float64.*float32"):
         model[1](np.zeros((2, 6), np.float64))
@@ -224,12 +224,18 @@ def test_sigmoid_extremes_are_finite_and_precise():
     assert y[0, 0] == 0.0 and y[0, 4] == 1.0 and y[0, 2] == 0.5
 
 
+def relu_naive(x):
+    """The definition, element by element: y = x if x > 0 else 0 (NaN stays NaN)."""
+    return np.array([v if v > 0 or np.isnan(v) else 0.0 for v in x.ravel()],
+                    dtype=x.dtype).reshape(x.shape)
+
+
 @pytest.mark.parametrize("layout", ["C", "F", "channels_last", "strided"])
 def test_fast_relu_matches_the_loop_definition(xp, layout):
     """relu_forward compares memory-order rows with a row of zeros (a speed path); it must
     equal the element-by-element definition, keep the input's memory layout, and cover a
     tail shorter than a row. Shape (2, 3, 7, 1171): 49,182 values = 3 rows of 16,384 + 30."""
-    from tinynet.layers.activation import ZERO_ROW, relu_forward, relu_naive
+    from tinynet.functional.fast.activation import ZERO_ROW, relu_forward
     x = _rng(11).normal(size=(2, 3, 7, 1171)).astype(np.float32)
     x[0, 0, 0, :4] = [0.0, -0.0, np.nan, -np.inf]
     assert x.size > 2 * ZERO_ROW and x.size % ZERO_ROW
@@ -240,7 +246,7 @@ def test_fast_relu_matches_the_loop_definition(xp, layout):
     xd = xd.transpose(tuple(int(i) for i in np.argsort(order)))
     if layout == "strided":
         x, xd = x[:, :, ::2, :], xd[:, :, ::2, :]
-    y = relu_forward(xd)
+    y, _ = relu_forward(xd)
     np.testing.assert_array_equal(xp.asnumpy(y), relu_naive(x))
     if layout != "strided":
         assert y.strides == xd.strides
@@ -253,7 +259,7 @@ def test_fast_relu_backward_matches_the_definition(xp, layout, dy_layout):
     """relu_backward writes the mask into dx and multiplies in place in y's memory order;
     it must equal dy * (y > 0) for every layout of y, with dy in the same layout or in
     another (the fallback), non-finite values included."""
-    from tinynet.layers.activation import relu_backward
+    from tinynet.functional.fast.activation import relu_backward
     rng = _rng(12)
     x = rng.normal(size=(2, 3, 7, 9)).astype(np.float32)
     x[0, 0, 0, :4] = [0.0, -0.0, np.nan, np.inf]

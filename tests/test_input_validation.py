@@ -42,17 +42,17 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # name, factory, a good input shape, bad input shapes, the expected shape as spelled
 PARAM_LAYERS = [
-    ("Linear", lambda: Linear(4, 3), (2, 4), [(2, 5), (2, 4, 1), (4,)], "(N, 4)"),
+    ("Linear", lambda: Linear(4, 3), (2, 4), [(2, 5), (2, 4, 1), (5,)], "(*, 4)"),
     ("Conv2d", lambda: Conv2d(2, 3, 3, padding=1), (2, 2, 5, 5),
-     [(2, 3, 5, 5), (2, 2, 5), (2, 50)], "(N, 2, H, W)"),
+     [(2, 3, 5, 5), (3, 5, 5), (2, 50)], "(N, 2, H, W)"),
     ("BatchNorm1d", lambda: BatchNorm1d(3), (4, 3), [(4, 2), (4,), (4, 3, 2, 2)],
      "(N, 3) or (N, 3, L)"),
     ("BatchNorm2d", lambda: BatchNorm2d(3), (2, 3, 4, 4), [(2, 2, 4, 4), (2, 3, 4)],
      "(N, 3, H, W)"),
 ]
 POOL_LAYERS = [
-    ("MaxPool2d", lambda: MaxPool2d(2), (2, 2, 4, 4), [(2, 4, 4), (2, 16)], "(N, C, H, W)"),
-    ("AvgPool2d", lambda: AvgPool2d(2), (2, 2, 4, 4), [(2, 4, 4), (2, 16)], "(N, C, H, W)"),
+    ("MaxPool2d", lambda: MaxPool2d(2), (2, 2, 4, 4), [(16,), (2, 16)], "(N, C, H, W)"),
+    ("AvgPool2d", lambda: AvgPool2d(2), (2, 2, 4, 4), [(16,), (2, 16)], "(N, C, H, W)"),
 ]
 SHAPED = PARAM_LAYERS + POOL_LAYERS
 ELEMENTWISE = [("ReLU", ReLU), ("Tanh", Tanh), ("Sigmoid", Sigmoid),
@@ -166,7 +166,7 @@ def test_backward_before_forward_names_layer():
 def test_model_with_wrong_image_size_names_first_linear():
     model = tinynet.models.base_mlp()
     with pytest.raises(ShapeError, match=re.escape(
-            "Linear '1': got input of shape (5, 1024), expected (N, 784)")):
+            "Linear '1': got input of shape (5, 1024), expected (*, 784)")):
         model(_x((5, 1, 32, 32)))
 
 
@@ -182,12 +182,15 @@ def test_labels_outside_the_classes_are_rejected(labels, lo, hi):
 
 def test_labels_of_the_wrong_kind_or_shape():
     loss = CrossEntropyLoss()
-    with pytest.raises(DTypeError, match="integer class indices, got dtype float32"):
+    with pytest.raises(DTypeError, match=re.escape(
+            "dtype float32 and shape (3,): expected integer class indices of shape (3,)")):
         loss(_x((3, 3)), np.array([0, 1, 2], np.float32))
+    with pytest.raises(DTypeError, match="integer class indices or float class probabilities"):
+        loss(_x((3, 3)), np.array(["a", "b", "c"]))
     with pytest.raises(ShapeError, match=re.escape("expected (3,) class indices")):
         loss(_x((3, 3)), np.array([[0], [1], [2]]))
-    with pytest.raises(ShapeError, match=re.escape("got logits of shape (3,), expected (N, C)")):
-        loss(_x((3,)), np.array([0, 1, 2]))
+    with pytest.raises(ShapeError, match=re.escape("got targets of shape (3,), expected ()")):
+        loss(_x((3,)), np.array([0, 1, 2]))      # an unbatched input takes one class index
     with pytest.raises(ShapeError, match="MSELoss"):
         MSELoss()(_x((3, 2)), _x((2, 3)))
 

@@ -221,7 +221,7 @@ def test_batchnorm_running_stats_are_compared_after_the_step(torch):
 def test_a_wrong_backward_is_caught(torch, monkeypatch):
     """tanh' = 1 - y^2; a backward with 1 - y fails every dtype and names the tensor."""
     monkeypatch.setattr(activation.Tanh, "backward",
-                        lambda self, dy, input_grad=True: dy * (1 - self._y))
+                        lambda self, dy, input_grad=True: dy * (1 - self._cache))
     tinynet.manual_seed(0)
     model = tinynet.Sequential(tinynet.Linear(4, 3), tinynet.Tanh(), tinynet.Linear(3, 2))
     x = np.random.default_rng(0).standard_normal((5, 4))
@@ -328,7 +328,7 @@ def test_command_layers_pass(torch, capsys):
 
 def test_command_fails_on_a_difference(torch, capsys, monkeypatch):
     monkeypatch.setattr(activation.Sigmoid, "backward",
-                        lambda self, dy, input_grad=True: dy * self._y)
+                        lambda self, dy, input_grad=True: dy * self._cache)
     assert parity.main(["--skip", "models", "--skip", "trajectories", "--threads", "1"]) == 1
     out = capsys.readouterr().out
     assert "Sigmoid" in out and "FAIL" in out

@@ -17,6 +17,11 @@ class ShapeError(TinynetError, ValueError):
     """
 
 
+class ArgumentError(TinynetError, ValueError):
+    """An argument out of its range or of the wrong kind (a probability of 1.5, a NaN
+    learning rate, an unknown mode). The message names the argument and what it takes."""
+
+
 class DTypeError(TinynetError, TypeError):
     """An array had a dtype the layer cannot use (e.g. float labels, int images)."""
 

@@ -315,7 +315,7 @@ class Sequential(Module):
             for layer in reversed(layers):
                 dy = layer.backward(dy)
             return dy
-        first = _first_with_parameters(layers)
+        first = first_with_parameters(layers)
         if first is None:
             return None
         for layer in reversed(layers[first + 1:]):
@@ -324,7 +324,8 @@ class Sequential(Module):
         return None
 
 
-def _first_with_parameters(layers: list) -> int | None:
+def first_with_parameters(layers: list) -> int | None:
+    """Index of the first layer that has parameters (None if none has)."""
     for i, layer in enumerate(layers):
         if next(layer.parameters(), None) is not None:
             return i

@@ -13,7 +13,6 @@ from typing import Any
 
 from .backend import get_array_module, to_numpy
 from .errors import StateDictError
-from .parallel import ELEMENT_GRAIN, parallel_for
 from .parameter import Parameter
 
 
@@ -105,17 +104,7 @@ class Optimizer:
 
 
 def _descend(xp, data, grad, scratch, lr) -> None:
-    """``data -= lr * grad`` through ``scratch``, over tinynet's threads when all three
-    are contiguous (each thread updates its own elements)."""
-    if data.flags.c_contiguous and grad.flags.c_contiguous and scratch.flags.c_contiguous:
-        d, g, s = data.reshape(-1), grad.reshape(-1), scratch.reshape(-1)
-
-        def run(start: int, stop: int) -> None:
-            xp.multiply(g[start:stop], lr, out=s[start:stop])
-            xp.subtract(d[start:stop], s[start:stop], out=d[start:stop])
-
-        parallel_for(xp, d.size, run, grain=ELEMENT_GRAIN)
-        return
+    """``data -= lr * grad`` through ``scratch`` (no new array per step)."""
     xp.multiply(grad, lr, out=scratch)
     data -= scratch
 

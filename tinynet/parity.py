@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import inspect
 import math
 import os
 import sys
@@ -50,6 +49,7 @@ from .errors import ShapeError, TinynetError
 from .losses import CrossEntropyLoss, MSELoss
 from .module import Module, Sequential
 from .optim import SGD, Adam
+from .parameter import Parameter
 from .random import get_rng_state, set_rng_state
 
 __all__ = [
@@ -180,49 +180,63 @@ def _linear_to_torch(m, nn, dtype):
 
 def _conv_to_torch(m, nn, dtype):
     return nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, stride=m.stride,
-                     padding=m.padding, dilation=getattr(m, "dilation", 1),
-                     groups=getattr(m, "groups", 1), bias=m.bias is not None, dtype=dtype)
+                     padding=m.padding, dilation=m.dilation, groups=m.groups,
+                     bias=m.bias is not None, padding_mode=m.padding_mode, dtype=dtype)
 
 
 def _maxpool_to_torch(m, nn, dtype):
-    return nn.MaxPool2d(m.kernel_size, stride=m.stride, padding=getattr(m, "padding", 0),
-                        dilation=getattr(m, "dilation", 1),
-                        ceil_mode=getattr(m, "ceil_mode", False))
+    return nn.MaxPool2d(m.kernel_size, stride=m.stride, padding=m.padding,
+                        dilation=m.dilation, return_indices=m.return_indices,
+                        ceil_mode=m.ceil_mode)
 
 
 def _avgpool_to_torch(m, nn, dtype):
-    return nn.AvgPool2d(m.kernel_size, stride=m.stride, padding=getattr(m, "padding", 0),
-                        ceil_mode=getattr(m, "ceil_mode", False),
-                        count_include_pad=getattr(m, "count_include_pad", True))
+    return nn.AvgPool2d(m.kernel_size, stride=m.stride, padding=m.padding,
+                        ceil_mode=m.ceil_mode, count_include_pad=m.count_include_pad,
+                        divisor_override=m.divisor_override)
 
 
 def _batchnorm_to_torch(kind):
     def convert(m, nn, dtype):
         cls = nn.BatchNorm1d if kind == 1 else nn.BatchNorm2d
-        return cls(m.num_features, eps=m.eps, momentum=m.momentum,
-                   affine=getattr(m, "affine", True),
-                   track_running_stats=getattr(m, "track_running_stats", True), dtype=dtype)
+        return cls(m.num_features, eps=m.eps, momentum=m.momentum, affine=m.affine,
+                   track_running_stats=m.track_running_stats, dtype=dtype,
+                   bias=m.bias is not None or not m.affine)
     return convert
 
 
+def _layernorm_to_torch(m, nn, dtype):
+    return nn.LayerNorm(m.normalized_shape, eps=m.eps,
+                        elementwise_affine=m.elementwise_affine, bias=m.bias is not None,
+                        dtype=dtype)
+
+
 def _to_torch_table() -> list[tuple[type, Callable]]:
-    """(tinynet class, converter) pairs; layers not (yet) in tinynet.layers are skipped."""
+    """(tinynet class, converter) pairs."""
     table = [
         ("Linear", _linear_to_torch),
+        ("Identity", lambda m, nn, dt: nn.Identity()),
         ("ReLU", lambda m, nn, dt: nn.ReLU()),
         ("Tanh", lambda m, nn, dt: nn.Tanh()),
         ("Sigmoid", lambda m, nn, dt: nn.Sigmoid()),
+        ("SiLU", lambda m, nn, dt: nn.SiLU()),
+        ("GELU", lambda m, nn, dt: nn.GELU(m.approximate)),
+        ("Softmax", lambda m, nn, dt: nn.Softmax(m.dim)),
+        ("LogSoftmax", lambda m, nn, dt: nn.LogSoftmax(m.dim)),
         ("LeakyReLU", lambda m, nn, dt: nn.LeakyReLU(m.negative_slope)),
         ("ELU", lambda m, nn, dt: nn.ELU(m.alpha)),
         ("Flatten", lambda m, nn, dt: nn.Flatten(m.start_dim, m.end_dim)),
         ("Dropout", lambda m, nn, dt: nn.Dropout(m.p)),
+        ("Dropout2d", lambda m, nn, dt: nn.Dropout2d(m.p)),
         ("Conv2d", _conv_to_torch),
         ("MaxPool2d", _maxpool_to_torch),
         ("AvgPool2d", _avgpool_to_torch),
+        ("AdaptiveAvgPool2d", lambda m, nn, dt: nn.AdaptiveAvgPool2d(m.output_size)),
         ("BatchNorm1d", _batchnorm_to_torch(1)),
         ("BatchNorm2d", _batchnorm_to_torch(2)),
+        ("LayerNorm", _layernorm_to_torch),
     ]
-    return [(getattr(_layers, name), f) for name, f in table if hasattr(_layers, name)]
+    return [(getattr(_layers, name), f) for name, f in table]
 
 
 def _build_torch(m: Module):
@@ -287,95 +301,42 @@ def _load_exact_torch(twin, state: dict, model: Module) -> None:
 # --------------------------------------------------------------------------- from_torch
 def _from_torch_table(nn) -> list[tuple[type, Callable]]:
     L = _layers
-    table = [
+    return [
         (nn.Linear, lambda t: L.Linear(t.in_features, t.out_features, bias=t.bias is not None)),
+        (nn.Identity, lambda t: L.Identity()),
         (nn.ReLU, lambda t: L.ReLU()),
         (nn.Tanh, lambda t: L.Tanh()),
         (nn.Sigmoid, lambda t: L.Sigmoid()),
+        (nn.SiLU, lambda t: L.SiLU()),
+        (nn.GELU, lambda t: L.GELU(t.approximate)),
+        (nn.Softmax, lambda t: L.Softmax(t.dim)),
+        (nn.LogSoftmax, lambda t: L.LogSoftmax(t.dim)),
         (nn.LeakyReLU, lambda t: L.LeakyReLU(t.negative_slope)),
         (nn.ELU, lambda t: L.ELU(t.alpha)),
         (nn.Flatten, lambda t: L.Flatten(t.start_dim, t.end_dim)),
         (nn.Dropout, lambda t: L.Dropout(t.p)),
+        (nn.Dropout2d, lambda t: L.Dropout2d(t.p)),
+        (nn.Conv2d, lambda t: L.Conv2d(
+            t.in_channels, t.out_channels, tuple(t.kernel_size), tuple(t.stride),
+            t.padding if isinstance(t.padding, str) else tuple(t.padding), tuple(t.dilation),
+            t.groups, t.bias is not None, t.padding_mode)),
+        (nn.MaxPool2d, lambda t: L.MaxPool2d(t.kernel_size, t.stride, t.padding, t.dilation,
+                                             t.return_indices, t.ceil_mode)),
+        (nn.AvgPool2d, lambda t: L.AvgPool2d(t.kernel_size, t.stride, t.padding, t.ceil_mode,
+                                             t.count_include_pad, t.divisor_override)),
+        (nn.AdaptiveAvgPool2d, lambda t: L.AdaptiveAvgPool2d(t.output_size)),
+        (nn.BatchNorm1d, _batchnorm_from_torch(1)),
+        (nn.BatchNorm2d, _batchnorm_from_torch(2)),
+        (nn.LayerNorm, lambda t: L.LayerNorm(t.normalized_shape, t.eps, t.elementwise_affine,
+                                             t.bias is not None)),
     ]
-    if hasattr(L, "Conv2d"):
-        table.append((nn.Conv2d, _conv_from_torch))
-    if hasattr(L, "MaxPool2d"):
-        table.append((nn.MaxPool2d, _maxpool_from_torch))
-    if hasattr(L, "AvgPool2d"):
-        table.append((nn.AvgPool2d, _avgpool_from_torch))
-    if hasattr(L, "BatchNorm1d"):
-        table.append((nn.BatchNorm1d, _batchnorm_from_torch(1)))
-    if hasattr(L, "BatchNorm2d"):
-        table.append((nn.BatchNorm2d, _batchnorm_from_torch(2)))
-    return table
-
-
-def _make(cls, what: str, *args, **kwargs):
-    """``cls(*args, **kwargs)``, or a TinynetError when tinynet's ``cls`` lacks an option.
-
-    Only options that differ from PyTorch's defaults are passed, so a layer that does
-    not implement e.g. ``dilation`` still converts when the torch layer does not use it.
-    """
-    accepted = inspect.signature(cls).parameters
-    missing = [k for k in kwargs if k not in accepted]
-    if missing:
-        raise TinynetError(
-            f"from_torch: {what} with {', '.join(f'{k}={kwargs[k]!r}' for k in missing)} has "
-            f"no tinynet twin (tinynet's {cls.__name__} has no {', '.join(missing)})")
-    return cls(*args, **kwargs)
-
-
-def _conv_from_torch(t):
-    if t.padding_mode != "zeros":
-        raise TinynetError(f"from_torch: Conv2d with padding_mode={t.padding_mode!r} has no "
-                           "tinynet twin (zero padding only)")
-    if isinstance(t.padding, str):
-        raise TinynetError(f"from_torch: Conv2d with padding={t.padding!r} has no tinynet "
-                           "twin; give the padding as numbers")
-    kwargs = {}
-    if tuple(t.dilation) != (1, 1):
-        kwargs["dilation"] = tuple(t.dilation)
-    if t.groups != 1:
-        kwargs["groups"] = t.groups
-    return _make(_layers.Conv2d, "Conv2d", t.in_channels, t.out_channels, tuple(t.kernel_size),
-                 stride=tuple(t.stride), padding=tuple(t.padding), bias=t.bias is not None,
-                 **kwargs)
-
-
-def _maxpool_from_torch(t):
-    kwargs = {}
-    if _pair(t.dilation) != (1, 1):
-        kwargs["dilation"] = t.dilation
-    if t.ceil_mode:
-        kwargs["ceil_mode"] = True
-    if t.return_indices:
-        kwargs["return_indices"] = True
-    return _make(_layers.MaxPool2d, "MaxPool2d", t.kernel_size, stride=t.stride,
-                 padding=t.padding, **kwargs)
-
-
-def _avgpool_from_torch(t):
-    kwargs = {}
-    if t.ceil_mode:
-        kwargs["ceil_mode"] = True
-    if not t.count_include_pad:
-        kwargs["count_include_pad"] = False
-    if t.divisor_override is not None:
-        kwargs["divisor_override"] = t.divisor_override
-    return _make(_layers.AvgPool2d, "AvgPool2d", t.kernel_size, stride=t.stride,
-                 padding=t.padding, **kwargs)
 
 
 def _batchnorm_from_torch(kind):
     def convert(t):
         cls = _layers.BatchNorm1d if kind == 1 else _layers.BatchNorm2d
-        kwargs = {}
-        if not t.affine:
-            kwargs["affine"] = False
-        if not t.track_running_stats:
-            kwargs["track_running_stats"] = False
-        return _make(cls, cls.__name__, t.num_features, eps=t.eps, momentum=t.momentum,
-                     **kwargs)
+        return cls(t.num_features, t.eps, t.momentum, t.affine, t.track_running_stats,
+                   bias=t.bias is not None or not t.affine)
     return convert
 
 
@@ -584,7 +545,8 @@ class _DropoutMasks:
         self.handles = []
         pairs = _paired_modules(model, twin)
         for m, t in pairs:
-            if isinstance(m, _layers.Dropout) and isinstance(t, torch.nn.Dropout):
+            if isinstance(m, _layers.Dropout) and isinstance(t, (torch.nn.Dropout,
+                                                                 torch.nn.Dropout2d)):
                 self.handles.append(t.register_forward_hook(self._hook(m)))
 
     def _hook(self, layer):
@@ -593,7 +555,9 @@ class _DropoutMasks:
                 return output
             torch = _torch()
             x = inputs[0]
-            keep = self.generator.random(tuple(x.shape)) >= module.p
+            shape = tuple(x.shape) if type(layer) is _layers.Dropout else \
+                tuple(x.shape[:2]) + (1,) * (x.ndim - 2)       # Dropout2d: whole channels
+            keep = self.generator.random(shape) >= module.p
             layer.next_mask = keep
             scale = 0.0 if module.p == 1.0 else 1.0 / (1.0 - module.p)
             return x * (torch.from_numpy(keep).to(x.dtype) * scale)
@@ -675,7 +639,7 @@ def _array_module(m: Module):
     """The array module of ``m``'s parameters or buffers (NumPy, CuPy, the stand-in)."""
     for a in list(m.parameters()) + list(m.buffers()):
         if a is not None:
-            return get_array_module(a.data if hasattr(a, "grad_buffer") else a)
+            return get_array_module(a.data if isinstance(a, Parameter) else a)
     return numpy
 
 
@@ -964,6 +928,53 @@ def layer_cases() -> list:
                  lambda: _perturbed(L.BatchNorm2d(3, momentum=0.3, affine=False)),
                  (2, 3, 4, 5)),
         ]
+    cases += [
+        case("Identity", L.Identity, (3, 5)),
+        case("SiLU", L.SiLU, (4, 7)),
+        case("GELU()", L.GELU, (4, 7)),
+        case("GELU('tanh')", lambda: L.GELU("tanh"), (4, 7)),
+        case("Softmax(1)", lambda: L.Softmax(1), (4, 7)),
+        case("Softmax(-1) 3d", lambda: L.Softmax(-1), (2, 3, 5)),
+        case("LogSoftmax(1)", lambda: L.LogSoftmax(1), (4, 7)),
+        case("LogSoftmax(0)", lambda: L.LogSoftmax(0), (4, 7)),
+        case("Dropout2d(0.3)", lambda: L.Dropout2d(0.3), (3, 4, 5, 5)),
+        case("Linear(6,4) on (2,3,6)", lambda: L.Linear(6, 4), (2, 3, 6)),
+        case("Conv2d(4,6,3,dilation=2,groups=2)",
+             lambda: L.Conv2d(4, 6, 3, 1, 2, 2, 2), (2, 4, 7, 8)),
+        case("Conv2d(4,4,3,groups=4) depthwise", lambda: L.Conv2d(4, 4, 3, groups=4),
+             (2, 4, 6, 6)),
+        case("Conv2d(2,3,(2,4),padding='same')",
+             lambda: L.Conv2d(2, 3, (2, 4), padding="same"), (2, 2, 6, 5)),
+        case("Conv2d(2,3,3,padding='valid')", lambda: L.Conv2d(2, 3, 3, padding="valid"),
+             (2, 2, 5, 6)),
+        case("Conv2d(2,3,3,p2,reflect)", lambda: L.Conv2d(2, 3, 3, 1, 2, padding_mode="reflect"),
+             (2, 2, 6, 6)),
+        case("Conv2d(2,3,3,s2,p(1,2),replicate)",
+             lambda: L.Conv2d(2, 3, 3, 2, (1, 2), padding_mode="replicate"), (2, 2, 6, 6)),
+        case("Conv2d(2,3,3,p(2,1),circular)",
+             lambda: L.Conv2d(2, 3, 3, 1, (2, 1), padding_mode="circular"), (2, 2, 5, 6)),
+        case("MaxPool2d(3,2,1,dilation=2)", lambda: L.MaxPool2d(3, 2, 1, 2), (2, 3, 9, 8)),
+        case("MaxPool2d(2,ceil_mode)", lambda: L.MaxPool2d(2, ceil_mode=True), (2, 3, 5, 7)),
+        case("MaxPool2d(3,2,1,ceil_mode)", lambda: L.MaxPool2d(3, 2, 1, ceil_mode=True),
+             (2, 2, 6, 7)),
+        case("AvgPool2d(3,2,1,ceil_mode)", lambda: L.AvgPool2d(3, 2, 1, ceil_mode=True),
+             (2, 3, 6, 7)),
+        case("AvgPool2d(3,2,1,ceil_mode,count_include_pad=False)",
+             lambda: L.AvgPool2d(3, 2, 1, True, False), (2, 3, 6, 7)),
+        case("AvgPool2d(2,divisor_override=3)", lambda: L.AvgPool2d(2, divisor_override=3),
+             (2, 3, 6, 6)),
+        case("AdaptiveAvgPool2d(3)", lambda: L.AdaptiveAvgPool2d(3), (2, 3, 7, 8)),
+        case("AdaptiveAvgPool2d((1,None))", lambda: L.AdaptiveAvgPool2d((1, None)),
+             (2, 3, 5, 6)),
+        case("LayerNorm(7)", lambda: _perturbed_affine(L.LayerNorm(7)), (4, 7)),
+        case("LayerNorm((4,5))", lambda: _perturbed_affine(L.LayerNorm((4, 5))), (2, 3, 4, 5)),
+        case("LayerNorm(6,elementwise_affine=False)",
+             lambda: L.LayerNorm(6, elementwise_affine=False), (3, 6)),
+        case("LayerNorm(6,bias=False)", lambda: _perturbed_affine(L.LayerNorm(6, bias=False)),
+             (3, 6)),
+        case("BatchNorm1d(5,bias=False)", lambda: _perturbed(L.BatchNorm1d(5, bias=False)),
+             (6, 5)),
+    ]
     if hasattr(L, "Conv2d") and hasattr(L, "BatchNorm2d"):
         # Conv2d's output is channels-last in memory: BatchNorm2d's statistics then
         # reduce over strided axes, the case where naive float32 summation loses digits.
@@ -996,6 +1007,14 @@ def layer_cases() -> list:
     return cases
 
 
+def _perturbed_affine(norm: Module) -> Module:
+    """A LayerNorm whose weight and bias are moved off their init (ones and zeros)."""
+    rng = numpy.random.default_rng(5)
+    for p in norm.parameters():
+        p.data[...] = p.data + rng.uniform(-0.5, 0.5, p.shape).astype(p.dtype)
+    return norm
+
+
 def _perturbed(bn: Module) -> Module:
     """A BatchNorm with non-trivial gamma, beta and running statistics (seeded).
 
@@ -1004,6 +1023,7 @@ def _perturbed(bn: Module) -> Module:
     rng = numpy.random.default_rng(1234 + bn.num_features)
     if bn.affine:
         bn.weight.data[...] = rng.uniform(0.5, 1.5, bn.num_features)
+    if bn.bias is not None:
         bn.bias.data[...] = rng.uniform(-0.5, 0.5, bn.num_features)
     if bn.track_running_stats:
         bn.running_mean[...] = rng.uniform(-0.5, 0.5, bn.num_features)

@@ -41,8 +41,8 @@ from typing import Any
 import numpy
 
 from .backend import to_numpy
-from .io import atomic_write
 from .errors import DataError, StateDictError, TinynetError
+from .io import atomic_write
 from .random import get_rng_state, set_rng_state
 
 FORMAT = "tinynet-checkpoint"

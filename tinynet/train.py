@@ -22,9 +22,9 @@ import time
 from collections.abc import Callable
 
 from .backend import device_of, get_array_module
-from .io import atomic_write
 from .data.loader import DataLoader
 from .errors import DataError
+from .io import atomic_write
 from .module import Module
 
 History = dict

@@ -34,9 +34,9 @@ import warnings
 import numpy as np
 
 from ..errors import DataError
+from ..io import atomic_write
 from .archive import iter_files
 from .datasets import DatasetInfo, cache_dir, register
-from ..io import atomic_write
 
 IMG_EXTENSIONS = (".png", ".jpg", ".jpeg")
 SPLITS = ("train", "test")

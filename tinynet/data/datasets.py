@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import DataError
+from . import limits
 from .download import download as _download
+from .files import shown
 from .idx import read_idx, validate_pair
 
 SYSTEM_DIR = "/usr/share/datasets"
@@ -52,8 +54,15 @@ def _idx_reader(info_name: str):
         info = DATASETS[info_name]
         img_name, lab_name = info.files[split]
         images = read_idx(_existing(folder, img_name, info))
-        labels = read_idx(_existing(folder, lab_name, info))
-        validate_pair(images, labels, f"{info_name} {split} in {folder}")
+        lab_path = _existing(folder, lab_name, info)
+        # the labels are returned as int64: 8 bytes each, whatever the file stores
+        max_bytes = limits.get("file_bytes")
+        if 8 * images.shape[0] > max_bytes:
+            raise DataError(f"{shown(lab_path)}: {images.shape[0]:,} labels would take "
+                            f"{8 * images.shape[0]:,} bytes as int64, more than "
+                            f"{limits.over('file_bytes', max_bytes)}")
+        labels = read_idx(lab_path, count=images.shape[0])
+        validate_pair(images, labels, f"{info_name} {split} in {shown(folder)}")
         return images, labels.astype(np.int64)
     return read
 

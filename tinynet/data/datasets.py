@@ -183,9 +183,26 @@ def fetch(name: str, split: str = "train", root: str | None = None,
             raise DataError(f"{name}: {filename} not found in {search_paths(name)} and "
                             f"{name} has no download mirror; set TINYNET_DATA to a folder "
                             f"holding {name}/{filename}, or pass root=")
-        _download(urls, os.path.join(folder, filename), md5=inf.md5.get(filename),
-                  md5_decompressed=inf.md5_decompressed, progress=progress)
+        try:
+            _download(urls, os.path.join(folder, filename), md5=inf.md5.get(filename),
+                      md5_decompressed=inf.md5_decompressed, progress=progress)
+        except DataError as e:
+            if not hasattr(e, "attempts"):
+                raise
+            err = DataError(f"{name}: {e}\n{by_hand(name, split, folder, root is None)}")
+            err.attempts, err.summary = e.attempts, e.summary
+            raise err from None
     return folder
+
+
+def by_hand(name: str, split: str, folder: str, env_hint: bool = True) -> str:
+    """The line that says where to put a split's files when they cannot be downloaded."""
+    files = ", ".join(DATASETS[name].files[split])
+    text = f"To install by hand, put {files} (from a mirror above)\n" \
+           f"in {shown(os.path.abspath(folder))}{os.sep}"
+    if env_hint:
+        text += f" (or in <folder>{os.sep}{name}{os.sep} with TINYNET_DATA=<folder>)"
+    return text + "."
 
 
 def load(name: str, split: str = "train", root: str | None = None, download: bool = True,

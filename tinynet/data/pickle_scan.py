@@ -64,6 +64,27 @@ def _has_mark(spec) -> int:
     return -1
 
 
+def _kind(op) -> tuple:
+    """``(kind, mark index, objects popped below the mark, objects pushed)`` of an opcode."""
+    name = op.name
+    if name in _MEMO_PUT or name == "MEMOIZE":
+        kind = name
+    elif name in _MEMO_GET or name in ("FRAME", "STOP", "MARK", "POP", "POP_MARK", "DUP"):
+        kind = "GET" if name in _MEMO_GET else name
+    elif name in _FILLS:
+        kind = "fill"
+    elif name in _BUILDS:
+        kind = "build"
+    else:
+        kind = "other"
+    mark = _has_mark(op.stack_before)
+    below = mark if mark >= 0 else len(op.stack_before)
+    return kind, mark, below, len(op.stack_after)
+
+
+_KINDS = {op.code: _kind(op) for op in pickletools.opcodes}
+
+
 def scan(data: bytes, max_depth: int, max_items: int) -> None:
     """Walk the opcodes of ``data``; raise :class:`Refused` or :class:`Corrupt`."""
     stack: list = []
@@ -85,57 +106,64 @@ def scan(data: bytes, max_depth: int, max_items: int) -> None:
 
     try:
         for count, (op, arg, _) in enumerate(pickletools.genops(data)):
-            name = op.name
-            if name in _MEMO_PUT or name == "MEMOIZE":
-                index = len(memo) if name == "MEMOIZE" else arg
+            kind, mark, nbelow, nafter = _KINDS[op.code]
+            if kind == "other" and not nbelow and mark < 0 and nafter == 1:  # an atom
+                stack.append(_Obj())
+                continue
+            if kind in _MEMO_PUT or kind == "MEMOIZE":
+                index = len(memo) if kind == "MEMOIZE" else arg
                 if not isinstance(index, int) or not 0 <= index <= count:
                     raise Refused(f"memo index {index!r} at opcode {count} (a pickle "
                                   f"numbers its memo from 0)")
                 if stack and stack[-1] is not _MARK:
                     memo[index] = stack[-1]
                 continue
-            if name in _MEMO_GET:
+            if kind == "GET":
                 stack.append(memo.get(arg) or _Obj())
                 continue
-            if name == "FRAME" and arg > len(data):
-                raise Refused(f"frame of {arg} bytes in a {len(data)}-byte pickle")
-            if name == "STOP":
+            if kind == "FRAME":
+                if arg > len(data):
+                    raise Refused(f"frame of {arg} bytes in a {len(data)}-byte pickle")
+                continue
+            if kind == "STOP":
                 return
-            if name == "MARK":
+            if kind == "MARK":
                 stack.append(_MARK)
                 continue
-            if name == "POP":  # pops the mark when the mark is on top
+            if kind == "POP":  # pops the mark when the mark is on top
                 if stack:
                     stack.pop()
                 continue
-            if name == "POP_MARK":
+            if kind == "POP_MARK":
                 pop_to_mark()
                 continue
-            if name == "DUP":
+            if kind == "DUP":
                 stack.append(stack[-1] if stack and stack[-1] is not _MARK else _Obj())
                 continue
-            before = op.stack_before
-            mark = _has_mark(before)
             popped = pop_to_mark() if mark >= 0 else []
-            below = [pop() for _ in range(mark if mark >= 0 else len(before))][::-1]
-            if name in _FILLS:  # the container is the first of ``below``; it stays
+            below = [pop() for _ in range(nbelow)][::-1]
+            if kind == "fill":  # the container is the first of ``below``; it stays
                 target = below[0] if below else _Obj()
                 parts = below[1:] + popped
                 items += len(parts)
-                target.depth = max([target.depth] + [p.depth + 1 for p in parts])
+                for p in parts:
+                    if p.depth >= target.depth:
+                        target.depth = p.depth + 1
                 depth = target.depth
                 stack.append(target)
             else:
                 parts = below + popped
-                if name in _BUILDS:
+                depth = max([p.depth for p in parts], default=0)
+                if kind == "build":
                     items += len(parts)
-                    depth = 1 + max((p.depth for p in parts), default=0)
-                else:  # REDUCE and kin: the result nests no deeper than its arguments
-                    depth = max((p.depth for p in parts), default=0)
-                stack.extend(_Obj(depth) for _ in op.stack_after)
+                    depth += 1
+                # REDUCE and kin: the result nests no deeper than its arguments
+                for _ in range(nafter):
+                    stack.append(_Obj(depth))
             if depth > max_depth:
-                raise Refused(f"containers nested {depth} deep at opcode {count} ({name}), "
-                              f"more than {limits.over('pickle_depth', max_depth)}")
+                raise Refused(f"containers nested {depth} deep at opcode {count} "
+                              f"({op.name}), more than "
+                              f"{limits.over('pickle_depth', max_depth)}")
             if items > max_items:
                 raise Refused(f"lists, tuples, sets and dicts with more than "
                               f"{limits.over('pickle_items', max_items)} at opcode {count}")

@@ -222,9 +222,10 @@ def test_all_mirrors_dead_says_so_briefly_and_keeps_every_try(isolated, no_sleep
     assert lines[0] == "mnist: could not download t10k-images-idx3-ubyte.gz: no mirror answered"
     assert lines[1:3] == [f"  {dead}t10k-images-idx3-ubyte.gz: connection refused (3 tries)",
                           f"  {dead2}t10k-images-idx3-ubyte.gz: connection refused (3 tries)"]
-    assert lines[3:] == [("To install by hand, put t10k-images-idx3-ubyte.gz, "
-                          "t10k-labels-idx1-ubyte.gz (from a mirror above)"),
-                         f"in {root}{os.sep}."]  # root= given: nothing else is searched
+    assert lines[3:] == [  # the split's files first, then the other split's
+        "To install by hand, put t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz,",
+        "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz (from a mirror above)",
+        f"in {root}{os.sep}."]  # root= given: nothing else is searched
     # every try is kept, in order
     assert info.value.attempts == [(url + "t10k-images-idx3-ubyte.gz", k, "connection refused")
                                    for url in (dead, dead2) for k in (1, 2, 3)]
@@ -248,13 +249,14 @@ def test_offline_machine_is_told_where_to_put_the_files(isolated, no_sleep, monk
     assert lines[0] == ("fashion-mnist: could not download train-images-idx3-ubyte.gz: the "
                         "network is unreachable (no mirror could be reached)")
     mirrors = datasets.DATASETS["fashion-mnist"].mirrors
-    assert lines[1:-2] == [f"  {m}train-images-idx3-ubyte.gz: {cause} (3 tries)"
+    assert lines[1:-3] == [f"  {m}train-images-idx3-ubyte.gz: {cause} (3 tries)"
                            for m in mirrors]
     cache = isolated / "cache" / "fashion-mnist"
-    assert lines[-2:] == [("To install by hand, put train-images-idx3-ubyte.gz, "
-                           "train-labels-idx1-ubyte.gz (from a mirror above)"),
-                          (f"in {cache}{os.sep} (or in <folder>{os.sep}fashion-mnist{os.sep} "
-                           f"with TINYNET_DATA=<folder>).")]
+    assert lines[-3:] == [
+        "To install by hand, put train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz,",
+        "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz (from a mirror above)",
+        (f"in {cache}{os.sep} (or in <folder>{os.sep}fashion-mnist{os.sep} "
+         f"with TINYNET_DATA=<folder>).")]
     # no line of a thousand characters: short lines, but for the URLs and the folder
     assert max(len(line.replace(str(cache), "").split(".gz: ")[-1]) for line in lines) < 110
     assert info.value.summary.startswith("the network is unreachable")

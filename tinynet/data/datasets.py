@@ -17,6 +17,7 @@ searched.
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -196,10 +197,12 @@ def fetch(name: str, split: str = "train", root: str | None = None,
 
 
 def by_hand(name: str, split: str, folder: str, env_hint: bool = True) -> str:
-    """The line that says where to put a split's files when they cannot be downloaded."""
-    files = ", ".join(DATASETS[name].files[split])
-    text = f"To install by hand, put {files} (from a mirror above)\n" \
-           f"in {shown(os.path.abspath(folder))}{os.sep}"
+    """The lines that say where to put a data set's files when they cannot be downloaded."""
+    files = DATASETS[name].files
+    names = list(dict.fromkeys(files[split] + [f for s in files.values() for f in s]))
+    text = textwrap.fill(f"To install by hand, put {', '.join(names)} (from a mirror above)",
+                         width=90, break_long_words=False, break_on_hyphens=False)
+    text += f"\nin {shown(os.path.abspath(folder))}{os.sep}"
     if env_hint:
         text += f" (or in <folder>{os.sep}{name}{os.sep} with TINYNET_DATA=<folder>)"
     return text + "."

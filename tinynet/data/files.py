@@ -52,8 +52,8 @@ def open_regular(path, what: str = "data file"):
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            raise DataError(f"{shown(path)}: is {_kind(mode)}, not a regular file; a "
-                            f"{what} must be a regular file")
+            raise DataError(f"{shown(path)}: is {_kind(mode)}, not a regular file (the "
+                            f"{what} must be one)")
         return os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)

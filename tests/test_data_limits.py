@@ -18,6 +18,7 @@ import tarfile
 import data_bombs as bombs
 import numpy as np
 import pytest
+from test_data_archive import tree
 
 import tinynet
 from tinynet.data import archive, files, idx, limits, safe_pickle
@@ -32,14 +33,6 @@ def private_cache(tmp_path, monkeypatch):
     for lim in limits.LIMITS.values():
         monkeypatch.delenv(lim.env, raising=False)
     return tmp_path / "cache"
-
-
-def tree(folder) -> set:
-    out = set()
-    for dirpath, dirnames, filenames in os.walk(folder):
-        for n in dirnames + filenames:
-            out.add(os.path.relpath(os.path.join(dirpath, n), folder))
-    return out
 
 
 # --- the limits themselves ------------------------------------------------------------------

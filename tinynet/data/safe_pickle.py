@@ -22,7 +22,11 @@ global in the pickle                        what it is replaced by
 ==========================================  ===========================================
 
 Anything else raises :class:`tinynet.DataError` naming the file and the refused global;
-nothing is ever imported. The NumPy names are *not* NumPy's own functions: every
+nothing is ever imported. Before the unpickler runs, :mod:`tinynet.data.pickle_scan`
+dry-runs the opcodes and refuses nesting deeper than the ``pickle_depth`` limit (a deep
+tuple hashed as a dict key or set member would overflow the C stack) and more container
+elements than ``pickle_items`` (:mod:`tinynet.data.limits`); the arrays and byte strings
+the admitted callables build may not exceed twice the pickle's size. The NumPy names are *not* NumPy's own functions: every
 argument and ``__setstate__`` tuple is checked here and the array is built with
 ``numpy.frombuffer`` from validated bytes, so a crafted or bit-flipped pickle never
 reaches NumPy's C-level ``__setstate__`` (object dtypes, inconsistent flags, lengths

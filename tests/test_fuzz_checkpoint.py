@@ -487,3 +487,55 @@ def test_resume_from_malformed_training_state(tmp_path, no_unpickling, where, fi
         assert str(tmp_path / "checkpoint.npz") in str(e)
     else:
         assert isinstance(history["steps"], list)
+
+
+def _training_with(change) -> bytes:
+    header = json.loads(json.dumps(TRAINING_HEADER))
+    change(header)
+    arrays = dict(TRAINING_ARRAYS, **{HEADER_KEY: np.frombuffer(
+        json.dumps(header).encode(), dtype=np.uint8)})
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def _group(header: dict) -> dict:
+    return header["optimizer"]["param_groups"][0]
+
+
+HEADER_VALUES = {  # a value the JSON header may hold but the run cannot use: refused at load
+    "momentum [1, 2]": (lambda h: _group(h).update(momentum=[1, 2]),
+                        r"momentum must be a finite number >= 0, got \(1, 2\)"),
+    "lr 'x'": (lambda h: _group(h).update(lr="x"), r"'lr' = 'x' is not a finite number"),
+    "lr NaN": (lambda h: _group(h).update(lr=float("nan")), r"'lr' = nan is not a finite"),
+    "lr -1": (lambda h: _group(h).update(lr=-1), r"lr must be a finite number >= 0, got -1"),
+    "nesterov 'yes'": (lambda h: _group(h).update(nesterov="yes"), "'nesterov' = 'yes'"),
+    "position 10**18": (lambda h: h["loader_state"].update(position=10**18),
+                        r"position 1000000000000000000 is outside 0 to 3"),
+    "position 1e18": (lambda h: h["loader_state"].update(position=1e18),
+                      "loader_state is malformed"),
+    "position -1": (lambda h: h["loader_state"].update(position=-1), "outside 0 to 3"),
+    "step -5": (lambda h: h["progress"].update(step=-5), r"progress\['step'\] = -5"),
+    "elapsed NaN": (lambda h: h["progress"].update(elapsed=float("nan")),
+                    r"progress\['elapsed'\] = nan"),
+    "finished 'soon'": (lambda h: h["progress"].update(finished="soon"),
+                        r"progress\['finished'\] = 'soon'"),
+    "array of another": (lambda h: h["optimizer"]["state"]["0"].update(
+        momentum_buffer={"array": "model/1.weight"}), "refers to 'model/1.weight'"),
+}
+
+
+@pytest.mark.parametrize("case", list(HEADER_VALUES))
+def test_header_values_out_of_range_are_refused_at_load(tmp_path, no_unpickling, case):
+    change, message = HEADER_VALUES[case]
+    result = _load_or_data_error(tmp_path / "ck.npz", _training_with(change))
+    assert isinstance(result, DataError), case
+    assert re.search(message, str(result)), str(result)
+
+
+def test_training_checkpoint_itself_loads_and_resumes(tmp_path):
+    """The unchanged training checkpoint the cases above start from is fine."""
+    ckpt = _load_or_data_error(tmp_path / "ck.npz", _training_with(lambda h: None))
+    assert not isinstance(ckpt, DataError)
+    assert ckpt.meta["fit_setup"]["batch_size"] == 8 and ckpt.optimizer_type == "SGD"
+    tinynet.serialization.check_training_state(ckpt)

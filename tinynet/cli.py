@@ -23,6 +23,14 @@ COMMANDS = {
 }
 
 
+class _NamesHelpFormatter(argparse.HelpFormatter):
+    """Wraps help text without breaking names at hyphens (cifar-mlp-best stays whole)."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        import textwrap
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
 class OneLineParser(argparse.ArgumentParser):
     """An ArgumentParser whose usage errors are one line on stderr and exit status 2."""
 
@@ -54,7 +62,7 @@ def train_parser() -> argparse.ArgumentParser:
     from tinynet.models import MODELS
 
     p = OneLineParser(
-        prog="tinynet train",
+        prog="tinynet train", formatter_class=_NamesHelpFormatter,
         description="Train a study model (default: the base MLP) on Fashion-MNIST with the "
                     "S1 settings (SGD lr 0.1, batch 64, no shuffling), print the test "
                     "accuracy per epoch and write history.json and curves.png. Checkpoints "

@@ -166,6 +166,11 @@ class RunLock:
         self.note: str | None = None
 
     def acquire(self) -> RunLock:
+        try:
+            os.makedirs(self.folder, exist_ok=True)
+        except OSError as e:
+            raise CheckpointError(f"cannot create the checkpoint folder {self.folder}: "
+                                  f"{_reason(e)}") from None
         if fcntl is None:
             return self._acquire_exclusive_file()
         while True:

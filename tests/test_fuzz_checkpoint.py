@@ -398,7 +398,14 @@ for path in sys.argv[1:]:
         except tinynet.TinynetError as e:
             out[f"{os.path.basename(path)} {call}"] = f"{type(e).__name__}: {e}"
     out[f"{os.path.basename(path)} seconds"] = time.perf_counter() - start
-out["maxrss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# This process's own peak: VmHWM (Linux) belongs to the process image started by exec;
+# ru_maxrss may carry the peak of the parent that spawned it (a big pytest process).
+try:
+    with open("/proc/self/status") as f:
+        peak = [int(line.split()[1]) for line in f if line.startswith("VmHWM:")][0]
+except (OSError, IndexError):
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+out["maxrss_mib"] = peak / 1024
 print(json.dumps(out))
 """
 

@@ -294,10 +294,18 @@ def test_cli_refuses_a_folder_in_use_before_loading_anything(tmp_path, tiny_data
     assert tiny_data == []
 
 
-def test_cli_refuses_a_folder_named_checkpoint_npz(tmp_path, tiny_data, capsys):
-    (tmp_path / "out" / "checkpoints" / "checkpoint.npz").mkdir(parents=True)
+@pytest.mark.parametrize("kind", ["a folder", "a FIFO (named pipe)"])
+def test_cli_refuses_a_folder_or_fifo_named_checkpoint_npz(tmp_path, tiny_data, capsys, kind):
+    path = tmp_path / "out" / "checkpoints" / "checkpoint.npz"
+    path.parent.mkdir(parents=True)
+    if kind == "a folder":
+        path.mkdir()
+    elif hasattr(os, "mkfifo"):
+        os.mkfifo(path)
+    else:
+        pytest.skip("no FIFOs on this system")
     err = _one_line_exit_2(capsys, lambda: _cli(tmp_path, "--resume"))
-    assert "checkpoint.npz is a folder, not a checkpoint file" in err
+    assert f"checkpoint.npz is {kind}, not a checkpoint file" in err
     assert tiny_data == []
 
 

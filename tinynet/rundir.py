@@ -105,7 +105,8 @@ def _in_use(folder: str, owner: int | str) -> CheckpointError:
 
 def _read_pid(fd: int) -> int | None:
     try:
-        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        os.lseek(fd, 0, os.SEEK_SET)
+        text = os.read(fd, 32).decode("ascii", "replace").strip()
     except OSError:
         return None
     return int(text) if text.isdigit() else None
@@ -205,7 +206,8 @@ class RunLock:
             self.note = (f"took over the lock of process {previous}, which ended without "
                          f"releasing it ({self.path})")
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, f"{os.getpid()}\n".encode())
         self.fd = fd
         return self
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import numbers
 import os
 import signal
 import threading
@@ -128,6 +129,10 @@ def _describe_checkpoint(path: str, progress: dict, epochs: int) -> str:
             f"epoch(s) complete, {where}")
 
 
+def _whole(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
 class _Saver:
     """Writes the run's checkpoint; a failed write becomes one CheckpointError line."""
 
@@ -194,13 +199,12 @@ def fit(model: Module, loss_fn, optimizer, train, test=None, epochs: int = 1,
         plus ``steps`` (losses of every step), ``stopped`` (None, or why training stopped
         early) and ``total_seconds``.
     """
-    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+    if not _whole(epochs) or epochs < 1:
         raise ArgumentError(f"fit: epochs must be a whole number >= 1, got {epochs!r}")
-    if checkpoint_every is not None and (not isinstance(checkpoint_every, int)
-                                         or checkpoint_every <= 0):
+    if checkpoint_every is not None and (not _whole(checkpoint_every) or checkpoint_every <= 0):
         raise ArgumentError(f"fit: checkpoint_every must be a positive number of steps, "
                             f"got {checkpoint_every!r}")
-    if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 0):
+    if max_steps is not None and (not _whole(max_steps) or max_steps < 0):
         raise ArgumentError(f"fit: max_steps must be a whole number >= 0, got {max_steps!r}")
     if resume and checkpoint_dir is None:
         raise ArgumentError("fit: resume=True needs checkpoint_dir")

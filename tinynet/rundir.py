@@ -176,10 +176,16 @@ class RunLock:
             return self._acquire_exclusive_file()
         while True:
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NONBLOCK", 0),
+                             0o644)
             except OSError as e:
                 raise CheckpointError(f"cannot create the lock file {self.path}: "
                                       f"{_reason(e)}") from None
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode):
+                os.close(fd)
+                raise CheckpointError(f"the lock file {self.path} is {_kind(mode)}; remove "
+                                      f"it")
             try:
                 _flock_patiently(fd)
             except BlockingIOError:

@@ -12,6 +12,7 @@ from .backend import cuda_available, get_array_module
 from .checks import checking, set_checks
 from .errors import (
     ArgumentError,
+    CheckpointError,
     DataError,
     DeviceError,
     DTypeError,
@@ -70,6 +71,7 @@ __all__ = [
     "BCEWithLogitsLoss",
     "BatchNorm1d",
     "BatchNorm2d",
+    "CheckpointError",
     "Conv2d",
     "CrossEntropyLoss",
     "DTypeError",

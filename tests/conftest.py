@@ -125,3 +125,18 @@ def kernels(request):
 def torch():
     """The torch module; the test is skipped when torch is not installed."""
     return pytest.importorskip("torch", reason="torch is needed to compare with PyTorch")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """One line per skip reason (with its count) instead of one line per skipped test."""
+    reasons: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = getattr(report, "longrepr", None)
+        reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 \
+            else str(longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    if reasons:
+        terminalreporter.write_sep("-", "skipped, by reason")
+        for reason, count in sorted(reasons.items(), key=lambda kv: -kv[1]):
+            terminalreporter.write_line(f"{count:5d} skipped: {reason}")

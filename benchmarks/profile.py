@@ -43,6 +43,7 @@ def profile_step(model_name: str, batch: int, steps: int = 20, device: str = "cp
     """Per-part median seconds of ``steps`` training steps (after 3 warm-up steps)."""
     import tinynet
     from tinynet import models
+    from tinynet.functional.fast import threads
     from tinynet.module import first_with_parameters
 
     from .timing import make_sync
@@ -77,14 +78,17 @@ def profile_step(model_name: str, batch: int, steps: int = 20, device: str = "cp
 
     def step():
         h = x
-        for i, layer in enumerate(layers):
-            shapes[i] = tuple(h.shape)
-            h = timed(f"{i} fwd", lambda layer=layer, h=h: layer(h))
+        with threads.region(model):          # as Sequential.forward runs its layers
+            for i, layer in enumerate(layers):
+                shapes[i] = tuple(h.shape)
+                h = timed(f"{i} fwd", lambda layer=layer, h=h: layer(h))
         timed("loss", lambda: loss_fn(h, t))
         g = timed("loss bwd", loss_fn.backward)
         timed("zero_grad", opt.zero_grad)
-        for i in range(len(layers) - 1, first - 1, -1):
-            g = timed(f"{i} bwd", lambda i=i, g=g: layers[i].backward(g, input_grad=i != first))
+        with threads.region(model):
+            for i in range(len(layers) - 1, first - 1, -1):
+                g = timed(f"{i} bwd",
+                          lambda i=i, g=g: layers[i].backward(g, input_grad=i != first))
         timed("sgd", opt.step)
 
     def whole():

@@ -160,9 +160,13 @@ class _ClassLoss(_Loss):
         return z, target, weight
 
     def _check_labels(self, target, c: int) -> None:
-        valid = target != self.ignore_index
-        if bool(valid.any()):
-            picked = target[valid]
+        if target.size == 0:
+            return
+        lo, hi = int(target.min()), int(target.max())
+        if lo < 0 or hi >= c:                      # then look again without ignore_index
+            picked = target[target != self.ignore_index]
+            if picked.size == 0:
+                return
             lo, hi = int(picked.min()), int(picked.max())
             if lo < 0 or hi >= c:
                 raise LabelError(f"{type(self).__name__}: class labels must be in [0, {c}), "

@@ -22,6 +22,7 @@ import numpy
 
 from .backend import get_array_module, to_device, to_numpy
 from .errors import ShapeError, StateDictError
+from .functional.fast import threads
 from .parameter import Parameter
 
 
@@ -55,12 +56,28 @@ class Module:
             self._parameters.pop(name, None)
             self._modules[name] = value
             value._set_name(_join(self._name, name))
+            Module.structure_version += 1
         elif name in self._buffers:
             self._buffers[name] = value
         else:
-            for d in (self._parameters, self._modules):
-                d.pop(name, None)
+            if self._modules.pop(name, None) is not None:
+                Module.structure_version += 1
+            self._parameters.pop(name, None)
             object.__setattr__(self, name, value)
+
+    # Bumped whenever a sub-module is added, replaced or removed anywhere, so a container
+    # can cache what it learned by walking its modules (``splits``).
+    structure_version = 0
+
+    @property
+    def splits(self) -> bool:
+        """Whether a layer in this module splits batches over CPU threads (cached)."""
+        cached = self.__dict__.get("_splits_cache")
+        if cached is None or cached[0] != Module.structure_version:
+            found = any(getattr(type(m), "splits", False) is True for m in self.modules())
+            cached = (Module.structure_version, found)
+            object.__setattr__(self, "_splits_cache", cached)
+        return cached[1]
 
     def __getattr__(self, name: str) -> Any:
         d = self.__dict__
@@ -379,22 +396,24 @@ class Sequential(Module):
         return layers[index]
 
     def forward(self, x):
-        for layer in self._modules.values():
-            x = layer(x)
+        with threads.region(self):        # CPU threads for convolutional models
+            for layer in self._modules.values():
+                x = layer(x)
         return x
 
     def backward(self, dy, input_grad: bool = True):
         layers = list(self._modules.values())
-        if input_grad:
-            for layer in reversed(layers):
+        with threads.region(self):
+            if input_grad:
+                for layer in reversed(layers):
+                    dy = layer.backward(dy)
+                return dy
+            first = first_with_parameters(layers)
+            if first is None:
+                return None
+            for layer in reversed(layers[first + 1:]):
                 dy = layer.backward(dy)
-            return dy
-        first = first_with_parameters(layers)
-        if first is None:
-            return None
-        for layer in reversed(layers[first + 1:]):
-            dy = layer.backward(dy)
-        layers[first].backward(dy, input_grad=False)
+            layers[first].backward(dy, input_grad=False)
         return None
 
 

@@ -222,10 +222,31 @@ class Optimizer:
         return f"{type(self).__name__}({', '.join(f'{k}={v}' for k, v in hp.items())})"
 
 
-def _descend(xp, data, grad, scratch, lr) -> None:
-    """``data -= lr * grad`` through ``scratch`` (no new array per step)."""
-    xp.multiply(grad, lr, out=scratch)
-    data -= scratch
+# Elements per block of ``descend``: 128 KiB of float32, so the block of lr * grad stays
+# in the L2 cache between its two passes.
+DESCEND_BLOCK = 1 << 15
+
+
+def descend(data, grad, lr, scratch=None) -> None:
+    """``data -= lr * grad`` in place, the same two roundings as that expression.
+
+    For C-contiguous NumPy arrays it runs one block of ``DESCEND_BLOCK`` elements at a
+    time through ``scratch`` (a ``(DESCEND_BLOCK,)`` array of data's dtype): lr * grad is
+    never written out whole, so the update reads grad and data once and writes data
+    once (measured 480 against 580 us for the base MLP's 669,706 parameters on a 2-core
+    Xeon, docs/benchmarks.md). Anything else (CuPy, strided views) runs the expression.
+    """
+    xp = get_array_module(data)
+    if xp is not numpy or scratch is None or not (data.flags.c_contiguous
+                                                   and grad.flags.c_contiguous):
+        data -= grad * lr
+        return
+    d, g = data.reshape(-1), grad.reshape(-1)
+    for start in range(0, d.size, DESCEND_BLOCK):
+        stop = min(d.size, start + DESCEND_BLOCK)
+        block = scratch[:stop - start]
+        numpy.multiply(g[start:stop], lr, out=block)
+        numpy.subtract(d[start:stop], block, out=d[start:stop])
 
 
 class SGD(Optimizer):
@@ -237,8 +258,8 @@ class SGD(Optimizer):
         g = g + momentum * buf  if nesterov  else  buf   (only when momentum != 0)
         p = p - lr * g
 
-    Plain SGD runs as two in-place passes per parameter, through a scratch buffer kept
-    between steps: no allocation in the steady state.
+    The update ``p -= lr * g`` runs in cache-sized blocks (``descend``): no allocation in
+    the steady state and one pass over memory.
     """
 
     HYPERPARAMETERS: ClassVar = {"lr": finite_at_least(0), "momentum": finite_at_least(0),
@@ -250,7 +271,7 @@ class SGD(Optimizer):
                  weight_decay: float = 0.0, nesterov: bool = False) -> None:
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       weight_decay=weight_decay, nesterov=nesterov))
-        self._scratch: dict[int, Any] = {}
+        self._scratch: dict = {}      # a descend block per dtype
 
     @classmethod
     def check_combination(cls, group: dict, where: str) -> None:
@@ -278,11 +299,10 @@ class SGD(Optimizer):
                     buf *= p.dtype.type(mom)
                     buf += grad if g["dampening"] == 0 else grad * p.dtype.type(1 - g["dampening"])
                 grad = grad + buf * p.dtype.type(mom) if g["nesterov"] else buf
-            scratch = self._scratch.get(i)
-            if scratch is None or scratch.shape != p.data.shape or scratch.dtype != p.dtype \
-                    or type(scratch) is not type(p.data):
-                scratch = self._scratch[i] = xp.empty_like(p.data)
-            _descend(xp, p.data, grad, scratch, p.dtype.type(lr))
+            scratch = self._scratch.get(p.dtype)
+            if scratch is None and xp is numpy:
+                scratch = self._scratch[p.dtype] = numpy.empty((DESCEND_BLOCK,), p.dtype)
+            descend(p.data, grad, p.dtype.type(lr), scratch)
 
 
 class Adam(Optimizer):

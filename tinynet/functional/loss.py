@@ -20,7 +20,7 @@ from .activation import log_softmax_forward, sigmoid
 REDUCTIONS = ("none", "mean", "sum")
 
 
-def _reduce(losses, reduction: str, denominator=None):
+def reduce(losses, reduction: str, denominator=None):
     """Sum, mean (over ``denominator``, default the count) or none of per-element losses.
     Sums are accumulated in float64."""
     xp = get_array_module(losses)
@@ -35,7 +35,7 @@ def _reduce(losses, reduction: str, denominator=None):
     return (total / count).astype(losses.dtype)
 
 
-def _scale(dloss, reduction: str, count, dtype):
+def gradient_scale(dloss, reduction: str, count, dtype):
     """The per-element gradient g: dloss (per element for "none"), or dloss / count."""
     if reduction == "none":
         return dloss
@@ -97,7 +97,7 @@ def cross_entropy_forward(logits, target, weight=None, ignore_index: int = -100,
                                           label_smoothing)
     losses = -(a * logp).sum(axis=1)                           # (M,)
     out_shape = shape[:-1] if logits.ndim > 2 else shape[:1]
-    loss = _reduce(losses.reshape(out_shape), reduction, denominator)
+    loss = reduce(losses.reshape(out_shape), reduction, denominator)
     return loss, (p, a, denominator, reduction, shape, logits.ndim)
 
 
@@ -105,7 +105,7 @@ def cross_entropy_backward(dloss, cache):
     """d loss_m / d z_k = -sum_c A_c ([c == k] - p_k) = p_k sum_c A_c - A_k, since
     d log p_c / d z_k = [c == k] - p_k. Times the per-element scale g of the reduction."""
     p, a, denominator, reduction, shape, ndim = cache
-    g = _scale(dloss, reduction, denominator, p.dtype)
+    g = gradient_scale(dloss, reduction, denominator, p.dtype)
     if reduction == "none":
         g = g.reshape(-1, 1)
     dz = (p * a.sum(axis=1, keepdims=True) - a) * g
@@ -121,14 +121,14 @@ def nll_loss_forward(logp, target, weight=None, ignore_index: int = -100,
                                           weight, ignore_index)
     losses = -(a * rows).sum(axis=1)
     out_shape = shape[:-1] if logp.ndim > 2 else shape[:1]
-    return _reduce(losses.reshape(out_shape), reduction, denominator), \
+    return reduce(losses.reshape(out_shape), reduction, denominator), \
         (a, denominator, reduction, shape, logp.ndim)
 
 
 def nll_loss_backward(dloss, cache):
     """d loss_m / d logp[m, c] = -A[m, c] (only the target's entry, weighted)."""
     a, denominator, reduction, shape, ndim = cache
-    g = _scale(dloss, reduction, denominator, a.dtype)
+    g = gradient_scale(dloss, reduction, denominator, a.dtype)
     if reduction == "none":
         g = g.reshape(-1, 1)
     return _from_rows(-a * g, shape, ndim)
@@ -138,27 +138,27 @@ def nll_loss_backward(dloss, cache):
 def mse_loss_forward(y, target, reduction: str = "mean"):
     """loss_k = (y_k - t_k)^2, element-wise (same shapes)."""
     diff = y - target
-    return _reduce(diff * diff, reduction), (diff, reduction)
+    return reduce(diff * diff, reduction), (diff, reduction)
 
 
 def mse_loss_backward(dloss, cache):
     """d (y - t)^2 / dy = 2 (y - t)."""
     diff, reduction = cache
-    return 2 * diff * _scale(dloss, reduction, diff.size, diff.dtype)
+    return 2 * diff * gradient_scale(dloss, reduction, diff.size, diff.dtype)
 
 
 def l1_loss_forward(y, target, reduction: str = "mean"):
     """loss_k = |y_k - t_k|."""
     xp = get_array_module(y)
     diff = y - target
-    return _reduce(xp.abs(diff), reduction), (diff, reduction)
+    return reduce(xp.abs(diff), reduction), (diff, reduction)
 
 
 def l1_loss_backward(dloss, cache):
     """d |y - t| / dy = sign(y - t) (0 where y = t, as PyTorch)."""
     xp = get_array_module(cache[0])
     diff, reduction = cache
-    return xp.sign(diff) * _scale(dloss, reduction, diff.size, diff.dtype)
+    return xp.sign(diff) * gradient_scale(dloss, reduction, diff.size, diff.dtype)
 
 
 def softplus(x):
@@ -181,7 +181,7 @@ def bce_with_logits_forward(x, target, weight=None, pos_weight=None, reduction: 
     if weight is not None:
         losses = losses * weight
     cache = (sigmoid(x), target, weight, pw, reduction)
-    return _reduce(losses.astype(x.dtype), reduction), cache
+    return reduce(losses.astype(x.dtype), reduction), cache
 
 
 def bce_with_logits_backward(dloss, cache):
@@ -191,4 +191,4 @@ def bce_with_logits_backward(dloss, cache):
     dx = s * (1 - t + pw * t) - pw * t
     if weight is not None:
         dx = dx * weight
-    return (dx * _scale(dloss, reduction, s.size, s.dtype)).astype(s.dtype)
+    return (dx * gradient_scale(dloss, reduction, s.size, s.dtype)).astype(s.dtype)

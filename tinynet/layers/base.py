@@ -68,7 +68,14 @@ def new_buffer(array: numpy.ndarray, device=None):
 
 
 class Layer(Module):
-    """A Module with the checks and the kernel bookkeeping every layer needs."""
+    """A Module with the checks and the kernel bookkeeping every layer needs.
+
+    ``splits``: whether its fast kernels split a batch over CPU threads (a model holding
+    such a layer runs its forward and backward in a threaded region,
+    :mod:`tinynet.functional.fast.threads`).
+    """
+
+    splits = False
 
     def __init__(self) -> None:
         super().__init__()

@@ -26,6 +26,8 @@ class Conv2d(Layer):
     separate ``pad2d_forward`` first, whose backward folds the gradient back.
     """
 
+    splits = True      # its fast kernels split the batch over CPU threads
+
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1,
                  padding=0, dilation=1, groups: int = 1, bias: bool = True,
                  padding_mode: str = "zeros", device=None, dtype=None) -> None:

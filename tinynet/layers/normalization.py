@@ -164,6 +164,8 @@ class BatchNorm2d(_BatchNorm):
     track_running_stats=True, device=None, dtype=None)``.
     """
 
+    splits = True      # its fast kernels split the batch over CPU threads
+
     _expected = "(N, {C}, H, W)"
     _ndims = (4,)
 

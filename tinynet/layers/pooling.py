@@ -75,6 +75,8 @@ class MaxPool2d(_Pool2d):
     each maximum's position in its input plane (``row * W + col``, int64).
     """
 
+    splits = True      # its fast kernels split the batch over CPU threads
+
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1,
                  return_indices: bool = False, ceil_mode: bool = False) -> None:
         super().__init__(kernel_size, stride, padding, dilation, ceil_mode)

@@ -10,8 +10,9 @@ version here is the reference function itself. The layers run this set by defaul
 * :mod:`.conv`           channels-last memory, chunked im2col, tap-by-tap col2im
 * :mod:`.pool`           max pooling in the input's memory order, arg-max without a reduction
 * :mod:`.normalization`  BatchNorm on a contiguous frame, sums as products with ones
-* :mod:`.activation`     ReLU, Sigmoid, LeakyReLU, ELU without selects or scalar loops
-* :mod:`.linear`         the bias added in place, db as a product with ones
+* :mod:`.activation`     Sigmoid, LeakyReLU, ELU without selects; ReLU split over threads
+* :mod:`.linear`         the products split over threads in a convolutional model
+* :mod:`.loss`           cross-entropy without the one-hot target matrix
 * :mod:`.threads`        the samples of a batch split over CPU threads
 """
 
@@ -29,6 +30,7 @@ from .activation import (  # noqa: F401
 )
 from .conv import conv2d_backward, conv2d_forward  # noqa: F401
 from .linear import linear_backward, linear_forward  # noqa: F401
+from .loss import cross_entropy_backward, cross_entropy_forward  # noqa: F401
 from .normalization import batch_norm_forward, layer_norm_forward, norm_backward  # noqa: F401
 from .pool import maxpool2d_backward, maxpool2d_forward, maxpool2d_indices  # noqa: F401
 

@@ -3,16 +3,15 @@
 Same functions, arguments and results as :mod:`tinynet.functional.activation` (read
 that first). What changes, per function, with the measurement that justified it:
 
-* ``relu_forward``: NumPy's ``maximum(x, 0)`` against a scalar runs a slow scalar loop
-  (measured 2.6x slower than against an array on 256x512 float32); comparing the
-  memory-order rows of x with a kept row of ``ZERO_ROW`` zeros takes the vectorised
-  array-array loop. The cache is y (``y > 0`` is exactly ``x > 0``), not a mask.
-* ``relu_backward``: two passes in y's memory order, the comparison written straight
-  into dx as 0.0 / 1.0, then ``dx *= dy`` in place; NumPy's ``dy * mask`` converts the
-  bool mask in a slower buffered loop (0.56 vs 0.69 ms on 64x32x28x28 float32).
-* ``sigmoid_forward``, ``leaky_relu_*``, ``elu_*``: the same values without ``where``
-  (NumPy's ``where`` on a random mask was measured ~10x slower than a plain pass).
-* The element-wise passes split over tinynet's CPU threads (:mod:`.threads`).
+* ``sigmoid_forward``, ``leaky_relu_*``, ``elu_*``: the same values without ``where``,
+  which on a random mask costs several plain passes. Measured forward + backward on
+  256x512 float32 (``python -m benchmarks.variants``, docs/benchmarks.md): sigmoid 2.6x,
+  LeakyReLU 6.4x, ELU 2.5x faster than the reference.
+
+* ``relu_forward`` / ``relu_backward``: the reference's passes, split over tinynet's
+  threads inside a convolutional model's forward and backward (:mod:`.threads`), in
+  the input's memory order. (Its former single-thread tricks, a kept row of zeros and a
+  two-pass backward, measured no faster than the reference and were removed.)
 
 Every other activation is the reference one.
 """
@@ -22,57 +21,37 @@ from __future__ import annotations
 from ...backend import get_array_module
 from .. import activation as reference
 from .layout import memory_order_flat
-from .threads import ELEMENT_GRAIN, parallel_for
-
-# Width of the rows of zeros the fast ReLU compares against (64 KiB of float32: stays
-# in the L2 cache).
-ZERO_ROW = 16384
-_zero_rows: dict = {}
-
-
-def _zeros(xp, dtype):
-    """A kept row of ``ZERO_ROW`` zeros of this module and dtype."""
-    key = (xp.__name__, str(dtype))
-    row = _zero_rows.get(key)
-    if row is None:
-        row = _zero_rows[key] = xp.zeros((ZERO_ROW,), dtype=dtype)
-    return row
+from .threads import ELEMENT_GRAIN, in_region, parallel_for
 
 
 def relu_forward(x):
-    """y = max(x, 0), in x's memory order; the cache is y."""
+    """y = max(x, 0); the cache is y (``y > 0`` is exactly ``x > 0``)."""
     xp = get_array_module(x)
-    y = xp.empty_like(x)
-    fx, fy = memory_order_flat(x), memory_order_flat(y, like=x)
-    if fx is None or fy is None or x.ndim == 0:
+    if not in_region():
         y = xp.maximum(x, 0)
         return y, y
-    zeros = _zeros(xp, x.dtype)
-    rows = fx.size // ZERO_ROW * ZERO_ROW
-    if rows:
-        fx2, fy2 = fx[:rows].reshape(-1, ZERO_ROW), fy[:rows].reshape(-1, ZERO_ROW)
-        parallel_for(xp, rows // ZERO_ROW,
-                     lambda s, e: xp.maximum(fx2[s:e], zeros, out=fy2[s:e]),
-                     grain=max(1, ELEMENT_GRAIN // ZERO_ROW))
-    if rows < fx.size:
-        xp.maximum(fx[rows:], 0, out=fy[rows:])
+    y = xp.empty_like(x)
+    fx, fy = memory_order_flat(x), memory_order_flat(y, like=x)
+    if fx is None or fy is None:
+        y = xp.maximum(x, 0)
+        return y, y
+    parallel_for(xp, fx.size, lambda s, e: xp.maximum(fx[s:e], 0, out=fy[s:e]),
+                 ELEMENT_GRAIN)
     return y, y
 
 
 def relu_backward(dy, y):
-    """dx = dy * (y > 0), as two in-place passes in y's memory order."""
+    """dx = dy * [y > 0]."""
     xp = get_array_module(dy)
-    dx = xp.empty_like(y)
-    fy, fdx, fdy = memory_order_flat(y), memory_order_flat(dx, like=y), \
-        memory_order_flat(dy, like=y)
-    if fy is None or fdx is None or fdy is None or y.ndim == 0:
+    if not in_region():
         return dy * (y > 0)
-
-    def run(s: int, e: int) -> None:
-        xp.greater(fy[s:e], 0, out=fdx[s:e])
-        xp.multiply(fdx[s:e], fdy[s:e], out=fdx[s:e])
-
-    parallel_for(xp, fy.size, run, grain=ELEMENT_GRAIN)
+    dx = xp.empty_like(y)
+    fy, fdx, fdy = (memory_order_flat(y), memory_order_flat(dx, like=y),
+                    memory_order_flat(dy, like=y))
+    if fy is None or fdx is None or fdy is None:
+        return dy * (y > 0)
+    parallel_for(xp, fy.size,
+                 lambda s, e: xp.multiply(fdy[s:e], fy[s:e] > 0, out=fdx[s:e]), ELEMENT_GRAIN)
     return dx
 
 
@@ -118,7 +97,7 @@ def elu_forward(x, alpha: float = 1.0):
     e = xp.minimum(x, 0)
     xp.expm1(e, out=e)
     e *= x.dtype.type(alpha)
-    y = relu_forward(x)[0]
+    y = xp.maximum(x, 0)
     y += e
     return y, (x > 0, y, alpha)
 

@@ -30,7 +30,7 @@ import numpy
 from ...backend import get_array_module
 from .. import conv as reference
 from ..conv import conv_output_size, pair
-from .threads import parallel_for
+from .threads import column_sums, matmul, parallel_for
 
 
 def _windows(xpad, kernel_size: tuple[int, int], stride: tuple[int, int],
@@ -295,9 +295,9 @@ def conv2d_backward(dy, cache, input_grad: bool = True):
     kh, kw = kernel
     o = wmat.shape[0]
     dy2 = dy.transpose(0, 2, 3, 1).reshape(-1, o)   # a view when dy is channels-last
-    dwmat = xp.matmul(cols.T, dy2).T                 # (O, K)
+    dwmat = matmul(cols.T, dy2).T                    # (O, K), K-split over the threads
     dw = xp.ascontiguousarray(dwmat.reshape(o, kh, kw, c).transpose(0, 3, 1, 2))
-    db = xp.matmul(xp.ones((dy2.shape[0],), dtype=dy2.dtype), dy2) if has_bias else None
+    db = column_sums(dy2) if has_bias else None
     dx = _input_grad(dy2, wmat, x_shape, kernel, stride, padding) if input_grad else None
     return dx, dw, db
 

@@ -23,7 +23,7 @@ def memory_order_flat(a, like=None):
     None is returned unless ``a`` is contiguous in that order too.
     """
     ref = a if like is None else like
-    if tuple(a.shape) != tuple(ref.shape):
+    if tuple(a.shape) != tuple(ref.shape) or a.ndim == 0:
         return None
     order = sorted(range(a.ndim), key=lambda i: -ref.strides[i])
     t = a.transpose(order)

@@ -1,22 +1,26 @@
 """CPU threads for the fast kernels: split a kernel's samples over a few threads.
 
-Why. NumPy runs every element-wise pass (ReLU, the im2col copy, col2im's additions,
-pooling) on one core, and a convolution layer is mostly such passes plus products on
-small blocks. Its samples are independent, so :func:`parallel_for` hands contiguous
-ranges of the batch to ``get_num_threads()`` threads; NumPy releases the GIL inside its
-ufuncs, copies and BLAS calls, so the ranges run at the same time.
+Why. NumPy runs every element-wise pass (the im2col copy, col2im's additions, pooling,
+BatchNorm) on one core, and a convolutional network's step is mostly such passes plus
+products on small blocks. Samples are independent, so :func:`parallel_for` hands
+contiguous ranges of the batch to ``get_num_threads()`` threads; NumPy releases the GIL
+inside its ufuncs, copies and BLAS calls, so the ranges run at the same time.
 
-How, with well-kept libraries only:
+When. Only inside a *threaded region*: the forward or the backward of a model
+(``Sequential``) that holds a layer whose fast kernel splits (``Layer.splits``: Conv2d,
+MaxPool2d, BatchNorm2d), with the fast kernels in force and more than one thread. For
+the whole region NumPy's BLAS is held at one thread (threadpoolctl's scoped ``limit``)
+and given back its own count when the region ends: OpenBLAS's idle threads spin for
+about 0.1 s after each call and would take the core a range needs (measured: SimpleCNN's
+step 2.1x PyTorch with the BLAS released between split calls, against 1.7x without
+threads at all). An MLP never enters a region: its products keep the BLAS's own threads.
 
-* the threads are a :class:`concurrent.futures.ThreadPoolExecutor`, made on first use;
-* during a split call NumPy's BLAS is held at one thread with threadpoolctl's scoped
-  ``limit`` (each range's product then runs in the thread that asked for it instead of
-  OpenBLAS's own threads fighting ours), and given back its own count when the call
-  returns: no tinynet call leaves the BLAS changed;
-* one split call at a time (a lock): a second caller, or a call from inside a range,
-  runs in its own thread, serially, as does everything when threadpoolctl is not
-  installed (``pip install threadpoolctl``; ``make`` installs it) or for non-NumPy
-  arrays (CuPy is parallel already).
+How, with well-kept libraries only: the threads are a
+:class:`concurrent.futures.ThreadPoolExecutor` made on first use; the BLAS limit is
+threadpoolctl's; one region at a time (a lock): a second caller runs serially, as does
+everything when threadpoolctl is not installed (``pip install threadpoolctl``; ``make``
+installs it) or for non-NumPy arrays (CuPy is parallel already). No tinynet call leaves
+the BLAS's thread count changed.
 
 Results do not depend on timing: the ranges depend only on the sizes and the thread
 count, and every range writes its own part of the output.
@@ -25,6 +29,7 @@ count, and every range writes its own part of the output.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 import threading
 from collections.abc import Callable
@@ -32,11 +37,16 @@ from typing import Any
 
 import numpy
 
-__all__ = ["ELEMENT_GRAIN", "get_num_threads", "info", "parallel_for", "set_num_threads"]
+from ...backend import get_array_module
+
+__all__ = ["ELEMENT_GRAIN", "MATMUL_GRAIN", "column_sums", "get_num_threads", "info", "matmul",
+           "parallel_for", "region", "set_num_threads", "sum_over_ranges"]
 
 # A range gets at least this many elements of work: below it, handing it to a thread
 # (about 30 us) costs more than it saves.
 ELEMENT_GRAIN = 1 << 17
+# A product is split only when each range gets at least this many multiply-adds.
+MATMUL_GRAIN = 1 << 22
 
 _lock = threading.Lock()
 _local = threading.local()
@@ -87,6 +97,9 @@ def set_num_threads(n: int) -> None:
     global _threads, _executor
     if isinstance(n, bool) or not isinstance(n, (int, numpy.integer)) or n < 1:
         raise ValueError(f"set_num_threads expects a positive integer, got {n!r}")
+    if getattr(_local, "depth", 0):
+        raise RuntimeError("set_num_threads called inside a model's forward or backward; "
+                           "call it between steps")
     with _lock:
         _threads = int(n)
         if _executor is not None:
@@ -119,39 +132,123 @@ def _wait_all(futures) -> None:
         raise interrupted
 
 
+def _wants_threads(model) -> bool:
+    from ...kernels import get_kernels
+    return get_kernels() == "fast" and get_num_threads() > 1 and model.splits
+
+
+@contextlib.contextmanager
+def region(model):
+    """The threaded region of one forward or backward of ``model`` (see the module
+    docstring); a no-op when ``model`` has no splitting layer, inside another region,
+    while another thread holds one, or with one thread."""
+    if getattr(_local, "depth", 0) or not _wants_threads(model) \
+            or not _lock.acquire(blocking=False):
+        _local.depth = getattr(_local, "depth", 0) + 1
+        try:
+            yield
+        finally:
+            _local.depth -= 1
+        return
+    try:
+        with _blas_controller().limit(limits=1):
+            _local.active = True
+            _local.depth = 1
+            try:
+                yield
+            finally:
+                _local.active = False
+                _local.depth = 0
+    finally:
+        _lock.release()
+
+
 def parallel_for(xp, n: int, fn: Callable[[int, int], Any], grain: int = 1) -> None:
     """Run ``fn(start, stop)`` over contiguous ranges covering ``[0, n)``, one per thread.
 
     Each range has at least ``grain`` items; ``fn`` writes only its own range's part of
-    any shared output. Runs ``fn(0, n)`` once in the caller when it cannot split (see
-    the module docstring).
+    any shared output. Outside a threaded region (or for non-NumPy arrays, or when the
+    ranges would be too small) ``fn(0, n)`` runs once in the caller.
     """
     global _executor
     if n <= 0:
         return
-    if xp is not numpy or n < 2 * max(1, grain) or getattr(_local, "inside", False) \
-            or not _lock.acquire(blocking=False):
+    parts = min(get_num_threads(), n // max(1, grain))
+    if xp is not numpy or parts <= 1 or not getattr(_local, "active", False) \
+            or getattr(_local, "inside", False):
         fn(0, n)
         return
+    if _executor is None:
+        _executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=_threads - 1, thread_name_prefix="tinynet")
+    ranges = _split(n, parts)
+    futures = [_executor.submit(_run_range, fn, s, e) for s, e in ranges[1:]]
     try:
-        parts = min(get_num_threads(), n // max(1, grain))
-        if parts <= 1:
-            fn(0, n)
-            return
-        if _executor is None:
-            _executor = concurrent.futures.ThreadPoolExecutor(
-                max_workers=_threads - 1, thread_name_prefix="tinynet")
-        ranges = _split(n, parts)
-        with _blas_controller().limit(limits=1):
-            futures = [_executor.submit(_run_range, fn, s, e) for s, e in ranges[1:]]
-            try:
-                _run_range(fn, *ranges[0])
-            finally:          # every range finishes before the outputs are handed back,
-                _wait_all(futures)                      # even through Ctrl-C
-            for f in futures:
-                f.result()    # re-raise a range's exception here
-    finally:
-        _lock.release()
+        _run_range(fn, *ranges[0])
+    finally:          # every range finishes before the outputs are handed back,
+        _wait_all(futures)                      # even through Ctrl-C
+    for f in futures:
+        f.result()    # re-raise a range's exception here
+
+
+def in_region() -> bool:
+    """True inside a threaded region, in the thread that entered it."""
+    return bool(getattr(_local, "active", False)) and not getattr(_local, "inside", False)
+
+
+def column_sums(a):
+    """``a.sum(axis=0)`` of a 2-D ``a (M, P)`` as ``ones(M) @ a`` (a matrix-vector product,
+    measured ~10x faster than NumPy's axis-0 reduction of a tall matrix), per range of
+    rows inside a region, the partial sums added in range order."""
+    xp = get_array_module(a)
+    m, p = a.shape
+    if m == 0:
+        return xp.zeros((p,), dtype=a.dtype)
+    return sum_over_ranges(xp, m, lambda s, e: xp.ones((e - s,), dtype=a.dtype) @ a[s:e],
+                           grain=max(1, ELEMENT_GRAIN // max(1, p)))
+
+
+def sum_over_ranges(xp, n: int, fn: Callable[[int, int], Any], grain: int):
+    """``fn(start, stop)`` per range of ``[0, n)`` (n > 0), the results added in range
+    order, so the sum depends only on the sizes and the thread count."""
+    partials: dict[int, Any] = {}
+
+    def run(start: int, stop: int) -> None:
+        partials[start] = fn(start, stop)
+
+    parallel_for(xp, n, run, grain)
+    parts = [partials[s] for s in sorted(partials)]
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part
+    return total
+
+
+def matmul(a, b):
+    """``a @ b`` for 2-D ``a (M, K)`` and ``b (K, P)``, split over the threads in a region.
+
+    Outside a region (an MLP, a GPU array) this is one ``a @ b`` with the BLAS's own
+    threads. Inside one, where the BLAS is held at one thread: the rows of a are split
+    when M >= P or M >= 256, else the columns of b; when K is at least 4 times both M and
+    P (a weight gradient summed over the batch) the K axis is split and the partial
+    products added in range order. Small products (under ``MATMUL_GRAIN`` multiply-adds
+    per range) run as one call.
+    """
+    xp = get_array_module(a, b)
+    m, k = a.shape
+    p = b.shape[1]
+    if xp is not numpy or not in_region() or 0 in (m, k, p):
+        return a @ b
+    if k >= 4 * max(m, p):
+        return sum_over_ranges(xp, k, lambda s, e: a[:, s:e] @ b[s:e],
+                               grain=max(1, MATMUL_GRAIN // max(1, m * p)))
+    out = xp.empty((m, p), dtype=numpy.result_type(a.dtype, b.dtype))
+    grain = max(1, MATMUL_GRAIN // max(1, k * min(m, p)))
+    if m >= p or m >= 256:
+        parallel_for(xp, m, lambda s, e: xp.matmul(a[s:e], b, out=out[s:e]), grain)
+    else:
+        parallel_for(xp, p, lambda s, e: xp.matmul(a, b[:, s:e], out=out[:, s:e]), grain)
+    return out
 
 
 def info() -> str:
@@ -159,4 +256,5 @@ def info() -> str:
     n = get_num_threads()
     if n == 1 and _why_serial:
         return f"tinynet threads: 1 ({_why_serial})"
-    return f"tinynet threads: {n} (NumPy's BLAS held at 1 thread only inside split calls)"
+    return (f"tinynet threads: {n} (convolutional models' forward and backward; NumPy's "
+            f"BLAS held at 1 thread only inside them)")

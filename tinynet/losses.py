@@ -92,13 +92,13 @@ class _Loss:
         ``reduction="none"`` an array of the per-element losses' shape, required)."""
         if self._cache is None:
             raise RuntimeError(f"{type(self).__name__}: backward called before the loss")
-        if self.reduction == "none":
+        if self.reduction == "none" and (self._out_shape or grad is not None):
             if grad is None or _shape(grad) != self._out_shape:
                 raise ShapeError(f"{type(self).__name__}: reduction='none' gives one loss per "
                                  f"element, of shape {self._out_shape}; pass their gradient "
                                  f"as backward(grad) with that shape, got {_shape(grad)}")
         elif grad is None:
-            grad = 1.0
+            grad = 1.0 if self.reduction != "none" else numpy.ones(())
         backward = getattr(kernels.ops(self._kernels), self.kernel + "_backward")
         return backward(self._kernel_grad(grad), self._cache)
 

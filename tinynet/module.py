@@ -14,6 +14,7 @@ of the equivalent ``torch.nn.Sequential`` (``"1.weight"`` for a Linear at index 
 
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -72,11 +73,10 @@ class Module:
     @property
     def splits(self) -> bool:
         """Whether a layer in this module splits batches over CPU threads (cached)."""
-        cached = self.__dict__.get("_splits_cache")
+        cached = _SPLITS.get(self)
         if cached is None or cached[0] != Module.structure_version:
             found = any(getattr(type(m), "splits", False) is True for m in self.modules())
-            cached = (Module.structure_version, found)
-            object.__setattr__(self, "_splits_cache", cached)
+            cached = _SPLITS[self] = (Module.structure_version, found)
         return cached[1]
 
     def __getattr__(self, name: str) -> Any:
@@ -356,6 +356,10 @@ def value_problem(value: Any, dtype: Any) -> str | None:
     if lo < info.min or hi > info.max:
         return f"holds integers from {lo} to {hi}, outside {dst}'s range"
     return None
+
+
+# Module -> (structure_version, splits): kept outside the modules' own attributes.
+_SPLITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _join(prefix: str, name: str) -> str:

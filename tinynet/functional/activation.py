@@ -202,6 +202,8 @@ def softmax_forward(x, dim: int):
     """y = exp(x) / sum(exp(x)) along ``dim``, with the max subtracted first so no exp
     overflows (the ratio is unchanged). The cache is y and dim."""
     xp = get_array_module(x)
+    if x.size == 0:                                    # nothing to normalise
+        return x.copy(), (x.copy(), dim)
     e = xp.exp(x - x.max(axis=dim, keepdims=True))
     y = e / e.sum(axis=dim, keepdims=True)
     return y, (y, dim)
@@ -220,6 +222,8 @@ def log_softmax_forward(x, dim: int):
     """y = x - log sum(exp(x)) along ``dim`` (log-sum-exp with the max taken out).
     The cache is softmax(x) = exp(y) and dim."""
     xp = get_array_module(x)
+    if x.size == 0:
+        return x.copy(), (x.copy(), dim)
     shifted = x - x.max(axis=dim, keepdims=True)
     y = shifted - xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True))
     return y, (xp.exp(y), dim)

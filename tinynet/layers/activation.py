@@ -8,6 +8,7 @@ also written into the input array, which is returned.
 
 from __future__ import annotations
 
+from ..backend import get_array_module
 from .base import Layer
 
 
@@ -30,6 +31,8 @@ class _Activation(Layer):
         self._check_input(x)
         y, self._cache = getattr(self._forward_ops(), self.kernel + "_forward")(x, *self._args())
         self._shape, self._dtype = tuple(x.shape), x.dtype
+        if x.ndim == 0:                    # NumPy's 0-d arithmetic gives scalars: an array
+            y = get_array_module(x).asarray(y)
         if self.inplace:
             x[...] = y
             return x
@@ -38,7 +41,8 @@ class _Activation(Layer):
     def backward(self, dy, input_grad: bool = True):
         ops = self._backward_ops()
         self._check_grad(dy, self._shape, self._dtype)
-        return getattr(ops, self.kernel + "_backward")(dy, self._cache)
+        dx = getattr(ops, self.kernel + "_backward")(dy, self._cache)
+        return get_array_module(dy).asarray(dx) if dy.ndim == 0 else dx
 
     def extra_repr(self) -> str:
         return "inplace=True" if self.inplace else ""

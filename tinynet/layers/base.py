@@ -25,11 +25,13 @@ def resolve_dtype(dtype) -> numpy.dtype:
     """``None`` (float32), ``"float64"``, ``numpy.float64`` or ``torch.float64`` -> a NumPy dtype."""
     if dtype is None:
         return numpy.dtype("float32")
-    name = str(dtype).replace("torch.", "")
     try:
-        resolved = numpy.dtype(name)
-    except TypeError:
-        resolved = None
+        resolved = numpy.dtype(dtype)
+    except TypeError:                                     # torch.float64 and the like
+        try:
+            resolved = numpy.dtype(str(dtype).replace("torch.", ""))
+        except TypeError:
+            resolved = None
     if resolved is None or resolved.name not in FLOAT_DTYPES:
         raise DTypeError(f"dtype must be a floating-point type ({', '.join(FLOAT_DTYPES)}), "
                          f"got {dtype!r}")

@@ -59,6 +59,8 @@ def sigmoid_forward(x):
     """With z = e^-|x| (in (0, 1]) both of the reference's cases are one division
     ``max(z, [x >= 0]) / (1 + z)``: the numerator is 1 for x >= 0 and z for x < 0, exactly.
     """
+    if x.ndim == 0:                       # the ``out=`` passes need arrays, not scalars
+        return reference.sigmoid_forward(x)
     xp = get_array_module(x)
     z = xp.exp(-xp.abs(x))                    # e^-|x|
     y = z + x.dtype.type(1)                   # 1 + z
@@ -73,7 +75,7 @@ sigmoid_backward = reference.sigmoid_backward
 def leaky_relu_forward(x, negative_slope: float = 0.01):
     """For slopes s in [0, 1]: y = max(x, s x) exactly (s x <= x for x > 0, >= for x < 0).
     The cache is the mask x > 0 and the slope."""
-    if not 0.0 <= negative_slope <= 1.0:
+    if not 0.0 <= negative_slope <= 1.0 or x.ndim == 0:
         return reference.leaky_relu_forward(x, negative_slope)
     xp = get_array_module(x)
     y = x * x.dtype.type(negative_slope)
@@ -83,7 +85,7 @@ def leaky_relu_forward(x, negative_slope: float = 0.01):
 def leaky_relu_backward(dy, cache):
     """For slopes in [0, 1] the slope max([x > 0], s) is 1 where x > 0, else s."""
     mask, negative_slope = cache
-    if not 0.0 <= negative_slope <= 1.0:
+    if not 0.0 <= negative_slope <= 1.0 or dy.ndim == 0:
         return reference.leaky_relu_backward(dy, cache)
     xp = get_array_module(dy)
     slope = mask.astype(dy.dtype)
@@ -93,6 +95,8 @@ def leaky_relu_backward(dy, cache):
 
 def elu_forward(x, alpha: float = 1.0):
     """``alpha expm1(min(x, 0))`` is 0 for x > 0, so y = relu(x) + alpha expm1(min(x, 0))."""
+    if x.ndim == 0:
+        return reference.elu_forward(x, alpha)
     xp = get_array_module(x)
     e = xp.minimum(x, 0)
     xp.expm1(e, out=e)

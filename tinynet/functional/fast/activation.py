@@ -25,11 +25,11 @@ from .threads import ELEMENT_GRAIN, in_region, parallel_for
 
 
 def relu_forward(x):
-    """y = max(x, 0); the cache is y (``y > 0`` is exactly ``x > 0``)."""
+    """y = max(x, 0) split over the threads in a region, whose cache is y (``y > 0`` is
+    exactly ``x > 0``); outside one, the reference (its cache is the mask)."""
     xp = get_array_module(x)
     if not in_region():
-        y = xp.maximum(x, 0)
-        return y, y
+        return reference.relu_forward(x)
     y = xp.empty_like(x)
     fx, fy = memory_order_flat(x), memory_order_flat(y, like=x)
     if fx is None or fy is None:
@@ -43,8 +43,8 @@ def relu_forward(x):
 def relu_backward(dy, y):
     """dx = dy * [y > 0]."""
     xp = get_array_module(dy)
-    if not in_region():
-        return dy * (y > 0)
+    if not isinstance(y, type(dy)) or y.dtype != dy.dtype:   # the reference's cache: a mask
+        return reference.relu_backward(dy, y)
     dx = xp.empty_like(y)
     fy, fdx, fdy = (memory_order_flat(y), memory_order_flat(dx, like=y),
                     memory_order_flat(dy, like=y))

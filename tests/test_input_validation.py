@@ -256,3 +256,35 @@ def test_train_check_flag_stops_at_the_first_non_finite_layer(tmp_path, check):
                          r"\(16, \d+\) holds \d+ NaN and \d+ inf", r.stderr), r.stderr
     else:  # without the check, fit notices only the loss
         assert "stopped: loss became" in r.stdout, r.stdout
+
+
+# ----------------------------------------------------------------- bad arrays into the API
+@pytest.mark.parametrize("make, x", [
+    (lambda: Linear(3, 2), np.zeros((2, 3), np.float32)),
+    (lambda: Conv2d(1, 1, 3), np.zeros((1, 1, 4, 4), np.float32)),
+    (lambda: ReLU(), np.zeros((2, 3), np.float32)),
+    (lambda: BatchNorm1d(3), np.ones((4, 3), np.float32)),
+    (lambda: MaxPool2d(2), np.zeros((1, 1, 4, 4), np.float32)),
+])
+def test_a_complex_or_object_gradient_is_a_dtype_error(make, x):
+    layer = make()
+    y = layer(x)
+    for bad in (y.astype(np.complex64), y.astype(object), np.full(y.shape, "a")):
+        with pytest.raises(DTypeError, match="gradient"):
+            layer.backward(bad)
+
+
+@pytest.mark.parametrize("bad", [np.array([["a", "b", "c"]]), np.zeros((1, 3), object),
+                                 np.zeros((1, 3), np.complex128)])
+def test_string_object_and_complex_inputs_are_dtype_errors(bad):
+    for layer in (Linear(3, 2), ReLU(), Sigmoid(), tinynet.Dropout(0.5), BatchNorm1d(3)):
+        with pytest.raises(DTypeError, match="expected"):
+            layer(bad)
+
+
+def test_bad_probabilities_and_rates_name_the_argument():
+    for p in (1.5, -0.1, float("nan"), "x"):
+        with pytest.raises(tinynet.ArgumentError, match="Dropout: p"):
+            tinynet.Dropout(p)
+    with pytest.raises(tinynet.ArgumentError, match="lr"):
+        tinynet.SGD(Linear(2, 2).parameters(), lr=float("nan"))

@@ -39,6 +39,7 @@ from .cli import main, parser
 from .compare import DropoutMasks, compare
 from .report import ParityReport, Row, difference
 from .tolerances import (
+    BASELINE_RUNS,
     FLOAT32_FLOOR_FACTOR,
     FLOAT32_STEP_FACTOR,
     STEP_ERROR_FLOOR,
@@ -49,6 +50,7 @@ from .trajectory import Trajectory, trajectory
 from .twins import MissingTorchError, from_torch, to_torch, torch_residual_class
 
 __all__ = [
+    "BASELINE_RUNS",
     "FLOAT32_FLOOR_FACTOR",
     "FLOAT32_STEP_FACTOR",
     "STEP_ERROR_FLOOR",

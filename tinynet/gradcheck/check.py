@@ -219,7 +219,8 @@ def _contract(p: Problem, report: GradcheckReport, dy, dy_before, grads, params)
         if prm.grad is None:
             continue
         twice = host(prm.grad)
-        if not numpy.allclose(twice, 2 * grads[name], rtol=tol, atol=tol * (1 + numpy.abs(grads[name]).max())):
+        atol = tol * (1 + numpy.abs(grads[name]).max())
+        if not numpy.allclose(twice, 2 * grads[name], rtol=tol, atol=atol):
             bad.append(name)
     report.contract.append(("backward adds into .grad", not bad,
                             "" if not bad else "a second backward did not double .grad of "
@@ -235,7 +236,8 @@ def _contract(p: Problem, report: GradcheckReport, dy, dy_before, grads, params)
     bad = []
     for name, prm in params:
         g = numpy.zeros(prm.shape) if prm.grad is None else host(prm.grad)
-        if not numpy.allclose(g, grads[name], rtol=tol, atol=tol * (1 + numpy.abs(grads[name]).max())):
+        atol = tol * (1 + numpy.abs(grads[name]).max())
+        if not numpy.allclose(g, grads[name], rtol=tol, atol=atol):
             bad.append(name)
     report.contract.append(("input_grad=False gives the same parameter grads", not bad,
                             "" if not bad else "differs for " + ", ".join(bad)))

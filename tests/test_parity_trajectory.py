@@ -366,3 +366,29 @@ def test_command_prints_trajectory_failures_under_their_heading(torch, capsys, m
     out = captured.out
     tables = out.split("\ntrajectories: ")
     assert len(tables) == 2 and "FAIL" not in tables[0] and "FAIL" in tables[1]
+
+
+def test_spread_measures_float32_runs_one_ulp_apart(torch):
+    """``parity.spread``: one pair per run, each a distance from PyTorch's float64 run per
+    tensor; float32 against float64 is never exact, and moved starts end elsewhere."""
+    from tinynet.parity.spread import spread
+    results = spread(_small_mlp(), _batches(8), "adam", {"lr": 1e-2}, runs=3)
+    assert len(results) == 3
+    keys = list(_small_mlp().state_dict())
+    for theirs, ours in results:
+        assert list(theirs) == list(ours) == keys
+        assert all(0 < v < 1e-3 for v in theirs.values())
+        assert all(0 < v < 1e-3 for v in ours.values())
+    assert results[1][0] != results[0][0]  # a moved start is another run
+
+
+def test_spread_command(torch, capsys):
+    if tinynet.data.find("fashion-mnist", "train") is None:
+        pytest.skip("Fashion-MNIST not installed")
+    from tinynet.parity import spread
+    assert spread.main(["--model", "base", "--setting", "4", "--runs", "2", "--steps", "3",
+                        "--batch-size", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "2 float32 runs from weights one ulp apart" in out
+    assert "  torch: min" in out and "tinynet: min" in out
+    assert spread.main(["--setting", "9"]) == 2

@@ -392,3 +392,12 @@ def test_spread_command(torch, capsys):
     assert "2 float32 runs from weights one ulp apart" in out
     assert "  torch: min" in out and "tinynet: min" in out
     assert spread.main(["--setting", "9"]) == 2
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_trajectory_runs_on_every_backend(torch, xp, dtype):
+    """The tinynet side trains on the model's own array module (NumPy, stand-in, CuPy);
+    float32 loads PyTorch's state into it before every step."""
+    model = xp.to(_small_mlp())
+    tr = parity.trajectory(model, _batches(6), "adam", {"lr": 1e-2}, dtype=dtype)
+    assert tr.ok, tr.report.table(every=True)

@@ -81,6 +81,7 @@ def machine_header(device: str, threads, timer, repeats: int) -> dict:
         "min_block_s": timer.min_block,
         "repeats": repeats,
         "load_average_start": load_average(),
+        "cores_in_use_start": cores_in_use(),
         "scheduling": scheduling(),
         "method": (f"tinynet and PyTorch in one process, interleaved (order reversed every "
                    f"repeat), each after its own warm-up; every timed block starts after a "
@@ -96,26 +97,52 @@ def machine_header(device: str, threads, timer, repeats: int) -> dict:
     return head
 
 
-def busy_warning(head: dict) -> str:
-    """A warning when other processes were running: the 1-minute load average at the start
-    (taken before the suite's own threads run) above the core count minus a half."""
+def cores_in_use(seconds: float = 0.5) -> float | None:
+    """How many cores other processes kept busy over ``seconds`` while this one slept
+    (from ``/proc/stat``; None where there is none). Unlike the load average, which
+    decays over minutes, this is the machine now."""
+    import time
+
+    def read():
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+        return sum(fields), fields[3] + (fields[4] if len(fields) > 4 else 0)
     try:
-        load = float(str(head.get("load_average_start", "")).split()[0])
-    except (ValueError, IndexError):
-        return ""
+        total0, idle0 = read()
+        time.sleep(seconds)
+        total1, idle1 = read()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total1 <= total0:
+        return None
+    return round((1 - (idle1 - idle0) / (total1 - total0)) * (os.cpu_count() or 1), 2)
+
+
+def busy_warning(head: dict) -> str:
+    """A warning when other processes were running at the start: the cores they kept busy
+    (``cores_in_use``, measured before the suite's own threads run), else the 1-minute
+    load average, above the core count minus a half."""
+    load = head.get("cores_in_use_start")
+    what = "cores busy with other processes"
+    if load is None:
+        what = "load average"
+        try:
+            load = float(str(head.get("load_average_start", "")).split()[0])
+        except (ValueError, IndexError):
+            return ""
     cores = head.get("cores") or 1
     if load <= cores - 0.5:
         return ""
     if str(head.get("scheduling", "")).startswith(("SCHED_FIFO", "SCHED_RR")):
-        return (f"other processes were running (load average {load:.1f} on {cores} cores at "
+        return (f"other processes were running ({what} {load:.1f} of {cores} at "
                 f"the start); the suite ran under real-time scheduling, so its timed blocks "
                 f"had the cores and the others ran during the pauses; the spreads show what "
                 f"noise is left")
     threads = head.get("threads") or 1
     if threads + load <= cores + 0.5:
-        return (f"other processes were running (load average {load:.1f} on {cores} cores at "
+        return (f"other processes were running ({what} {load:.1f} of {cores} at "
                 f"the start), leaving a core to each of the suite's {threads} thread(s)")
-    return (f"the machine was busy (load average {load:.1f} on {cores} cores at the start, "
+    return (f"the machine was busy ({what} {load:.1f} of {cores} at the start, "
             f"{threads} threads here): other processes took CPU time, a multi-threaded BLAS "
             f"waits for its descheduled threads, and these numbers are noise")
 
@@ -152,7 +179,8 @@ def header_lines(head: dict) -> list[str]:
               f"{head['torch']} ({head['torch_blas']}), {head['backend']}"),
              f"- NumPy BLAS: {'; '.join(head['numpy_blas']) or 'unknown'}",
              f"- threads: {head['threads']} on both sides ({head['threads_how']})",
-             (f"- date (UTC): {head['date_utc']}; load average at start "
+             (f"- date (UTC): {head['date_utc']}; cores busy with other processes at start "
+              f"{head.get('cores_in_use_start', 'n/a')}; load average at start "
               f"{head['load_average_start']}, at end {head.get('load_average_end', 'n/a')}; "
               f"scheduling {head.get('scheduling', 'unknown')}"),
              f"- method: {head['method']}"]

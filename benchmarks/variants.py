@@ -126,7 +126,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     from . import cases as C
-    from .report import machine_header, output_folder, write_json, write_markdown
+    from .report import load_average, machine_header, output_folder, write_json, write_markdown
     from .timing import Timer, set_threads
     try:
         models = [m for m in args.models.split(",") if m]
@@ -158,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {case.name:<32} reference/fast {row['reference_over_fast']:.2f}",
                   flush=True)
     head["seconds"] = round(time.perf_counter() - t0, 1)
+    head["load_average_end"] = load_average()
     text = markdown(head, steps, layers)
     out = output_folder(head, args.out, args.record)
     paths = [write_markdown(os.path.join(out, "variants.md"), text),

@@ -12,7 +12,9 @@ contains NAME (case-insensitive), e.g. ``--only conv``, ``--only convbn``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import textwrap
 import time
 from collections.abc import Callable
 
@@ -20,6 +22,8 @@ import numpy
 
 from .. import losses, models
 from .. import random as _random
+from ..io import atomic_write
+from ..kernels import KINDS, get_kernels
 from ..layers import (
     ELU,
     AvgPool2d,
@@ -38,7 +42,8 @@ from ..layers import (
     residual_block,
 )
 from ..module import Sequential
-from . import DEFAULTS, check, format_table
+from ..textable import format_table
+from .check import DEFAULTS, check, kernels_in_force
 
 Config = Callable[[numpy.random.Generator], tuple]
 
@@ -180,52 +185,83 @@ def select(configs: dict, only: str | None) -> dict:
 
 
 def run_suite(dtype: str = "float64", only: str | None = None, seed: int = 0,
-              verbose: bool = False, out=print) -> tuple[bool, list]:
-    """Check every selected configuration; print one table; return (all ok, reports)."""
+              verbose: bool = False, out=print, kernels: str | None = None,
+              table_file: str | None = None) -> tuple[bool, list]:
+    """Check every selected configuration; print one table; return (all ok, reports).
+
+    The table printed fits 100 columns; with ``table_file`` the full one (every column,
+    and each configuration's per-tensor table) is written there. ``kernels``:
+    ``"reference"`` or ``"fast"``; None: whatever is in force.
+    """
     configs = select(configurations(), only)
     if not configs:
         raise ValueError(f"--only {only!r} matches no configuration; expected part of one "
                          f"of: {', '.join(configurations())}")
     rows, reports, failures = [], [], []
     start = time.perf_counter()
-    for i, (name, (what, build)) in enumerate(configs.items()):
-        _random.manual_seed(seed + i)
-        rng = numpy.random.default_rng(seed + i)
-        module, x, target, loss_fn = build(rng)
-        t0 = time.perf_counter()
-        options = MODEL_OPTIONS if name.startswith("model ") else {}
-        report = check(module, x, target, loss_fn, dtype=dtype, seed=seed + i, **options)
-        seconds = time.perf_counter() - t0
-        reports.append((name, report))
-        worst = max(report.rows, key=lambda r: r.max_rel_err, default=None)
-        slopes = [r.taylor_slope for r in report.rows if r.taylor_slope is not None]
-        kinds = sorted({r.taylor for r in report.rows if r.taylor_slope is None and r.taylor != "-"})
-        taylor = (f"{min(slopes):.2f}" if slopes else "-") + (f" ({'/'.join(kinds)})" if kinds else "")
-        rows.append([
-            name, str(len(report.rows)), str(sum(r.checked for r in report.rows)),
+    with kernels_in_force(kernels):
+        ran = get_kernels()
+        for i, (name, (_, build)) in enumerate(configs.items()):
+            _random.manual_seed(seed + i)
+            rng = numpy.random.default_rng(seed + i)
+            module, x, target, loss_fn = build(rng)
+            t0 = time.perf_counter()
+            options = MODEL_OPTIONS if name.startswith("model ") else {}
+            report = check(module, x, target, loss_fn, dtype=dtype, seed=seed + i, **options)
+            reports.append((name, report))
+            rows.append(_row(name, report, time.perf_counter() - t0))
+            if not report.ok:
+                failures += [f"[{name}] {f}" for f in report.failures]
+            if verbose:
+                out(f"\n[{name}]\n{report.table()}")
+    d = DEFAULTS[dtype]
+    title = (f"tinynet gradcheck: {len(configs)} configurations, {ran} kernels, seed {seed}\n"
+             f"{dtype}: eps {d['eps']:g}, rtol {d['rtol']:g}, atol {d['atol']:g}")
+    out("\n" + title)
+    compact = [[r[0], r[1], f"{r[2]}+{r[3]}", r[4], r[5], r[7], r[8], r[11]] for r in rows]
+    out(format_table(COMPACT, compact, "<>>>><<<", width=100))
+    total = time.perf_counter() - start
+    if failures:
+        verdict = [f"FAILED: {len(failures)} problem(s) in {total:.1f} s:"] + [
+            textwrap.fill(f, 100, initial_indent="  ", subsequent_indent="    ")
+            for f in failures]
+    else:
+        verdict = [f"all {len(configs)} configurations pass ({total:.1f} s)"]
+    out("\n" + "\n".join(verdict))
+    if table_file:
+        text = "\n".join([title, format_table(HEADER, rows, "<>>>>>><<<><")]
+                         + [f"\n[{name}]\n{r.table(full=True)}" for name, r in reports]
+                         + [""] + verdict) + "\n"
+        atomic_write(table_file, lambda f: f.write(text.encode()))
+        out(f"full tables (every column, every tensor): {table_file}")
+    return not failures, reports
+
+
+HEADER = ["configuration", "tensors", "elements", "dirs", "skipped", "max rel", "max abs",
+          "worst tensor", "min taylor slope", "contract", "seconds", "status"]
+# within 100 columns: elements + directions checked, probes skipped at kinks
+COMPACT = ["configuration", "tensors", "checked", "skip", "max rel", "worst tensor",
+           "min taylor slope", "status"]
+
+
+def _row(name: str, report, seconds: float) -> list[str]:
+    """The cells of ``HEADER`` for one configuration's report."""
+    worst = max(report.rows, key=lambda r: r.max_rel_err, default=None)
+    slopes = [r.taylor_slope for r in report.rows if r.taylor_slope is not None]
+    kinds = sorted({r.taylor for r in report.rows if r.taylor_slope is None and r.taylor != "-"})
+    taylor = (f"{min(slopes):.2f}" if slopes else "-") + (f" ({'/'.join(kinds)})" if kinds
+                                                          else "")
+    return [name, str(len(report.rows)), str(sum(r.checked for r in report.rows)),
             str(sum(r.directions for r in report.rows)),
             str(sum(r.skipped for r in report.rows)),
             "-" if worst is None else f"{worst.max_rel_err:.1e}",
             "-" if worst is None else f"{worst.max_abs_err:.1e}",
             "-" if worst is None else worst.name,
             taylor, "ok" if all(ok for _, ok, _ in report.contract) else "FAIL",
-            f"{seconds:.2f}", "pass" if report.ok else "FAIL"])
-        if not report.ok:
-            failures += [f"[{name}] {f}" for f in report.failures]
-        if verbose:
-            out(f"\n[{name}]\n{report.table()}")
-    header = ["configuration", "tensors", "elements", "dirs", "skipped", "max rel",
-              "max abs", "worst tensor", "min taylor slope", "contract", "seconds", "status"]
-    d = DEFAULTS[dtype]
-    out(f"\ntinynet gradcheck: {len(configs)} configurations, {dtype} (eps {d['eps']:g}, "
-        f"rtol {d['rtol']:g}, atol {d['atol']:g}), seed {seed}")
-    out(format_table(header, rows))
-    total = time.perf_counter() - start
-    if failures:
-        out(f"\nFAILED: {len(failures)} problem(s) in {total:.1f} s:\n  " + "\n  ".join(failures))
-    else:
-        out(f"\nall {len(configs)} configurations pass ({total:.1f} s)")
-    return not failures, reports
+            f"{seconds:.2f}", "pass" if report.ok else "FAIL"]
+
+
+DEFAULT_OUT = os.path.join("runs", "gradcheck", "table.txt")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -233,16 +269,22 @@ def parser() -> argparse.ArgumentParser:
         prog="tinynet gradcheck",
         description="Check every layer (several configurations each) and every study model "
                     "against central finite differences, element-wise, along random "
-                    "directions and by the Taylor test; print one table; exit 1 on any "
-                    "failure.")
+                    "directions and by the Taylor test; print one table within 100 columns "
+                    "and write the full tables to a file; exit 1 on any failure.")
     p.add_argument("--dtype", default="float64", choices=["float64", "float32"],
                    help="precision of the check (default float64)")
     p.add_argument("--only", default=None, metavar="NAME",
                    help="only configurations whose name, layer type or model contains NAME "
                         "(e.g. conv, BatchNorm2d, base, convbn)")
-    p.add_argument("--seed", type=int, default=0, help="seed of inputs, weights and probes")
+    p.add_argument("--kernels", default="fast", choices=list(KINDS),
+                   help="tinynet's kernels: the readable reference ones or the fast ones "
+                        "(default fast)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of inputs, weights and probes (default 0)")
     p.add_argument("--verbose", "-v", action="store_true",
                    help="also print each configuration's per-tensor table")
+    p.add_argument("--out", default=DEFAULT_OUT,
+                   help=f"file for the full tables (default {DEFAULT_OUT})")
     p.add_argument("--list", action="store_true", help="list the configurations and exit")
     return p
 
@@ -254,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:34s} {what}")
         return 0
     try:
-        ok, _ = run_suite(args.dtype, args.only, args.seed, args.verbose)
+        ok, _ = run_suite(args.dtype, args.only, args.seed, args.verbose,
+                          kernels=args.kernels, table_file=args.out)
     except ValueError as e:
         print(f"tinynet gradcheck: {e}", file=sys.stderr)
         return 2

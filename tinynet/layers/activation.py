@@ -53,6 +53,12 @@ class ReLU(_Activation):
 
     kernel = "relu"
 
+    def kink_pattern(self):
+        """Which side of the kink at 0 each input fell on in the last forward (``x > 0``),
+        for gradient checks; the cache is that mask, or y (fast kernels, ``y > 0``)."""
+        c = self._cache
+        return None if c is None else (c if c.dtype.kind == "b" else c > 0)
+
 
 class LeakyReLU(_Activation):
     """``LeakyReLU(negative_slope=0.01, inplace=False)``: y = x (x > 0), else slope * x."""
@@ -65,6 +71,10 @@ class LeakyReLU(_Activation):
 
     def _args(self) -> tuple:
         return (self.negative_slope,)
+
+    def kink_pattern(self):
+        """``x > 0`` of the last forward (the kink at 0), for gradient checks."""
+        return None if self._cache is None else self._cache[0]
 
     def extra_repr(self) -> str:
         return f"negative_slope={self.negative_slope}" + (", inplace=True" if self.inplace else "")
@@ -81,6 +91,10 @@ class ELU(_Activation):
 
     def _args(self) -> tuple:
         return (self.alpha,)
+
+    def kink_pattern(self):
+        """``x > 0`` of the last forward (the kink at 0 when alpha != 1)."""
+        return None if self._cache is None else self._cache[0]
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}" + (", inplace=True" if self.inplace else "")

@@ -99,6 +99,13 @@ class MaxPool2d(_Pool2d):
         dx = self._backward_ops().maxpool2d_backward(dy, self._cache)
         return dx[0] if unbatched else dx
 
+    def kink_pattern(self):
+        """Each window's arg-max in the last forward (a tie moving is a kink), for
+        gradient checks."""
+        if self._cache is None:
+            return None
+        return self._backward_ops().maxpool2d_indices(self._cache)
+
     def extra_repr(self) -> str:
         return (f"kernel_size={self._value(self.kernel_size)}, "
                 f"stride={self._value(self.stride)}, padding={self._value(self.padding)}, "

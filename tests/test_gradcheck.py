@@ -366,8 +366,10 @@ def test_command_passes_and_prints_one_table(capsys, tmp_path):
     assert suite.main(["--only", "Conv2d", "--out", str(out_file)]) == 0
     out = capsys.readouterr().out
     assert "configuration" in out and "Conv2d(2, 3, 3, 2, 1)" in out
-    assert "all 7 configurations pass" in out
-    assert "7 configurations, fast kernels" in out
+    n = len(suite.select(suite.configurations(), "Conv2d"))
+    assert n >= 16                      # dilation, groups, padding modes included
+    assert f"all {n} configurations pass" in out
+    assert f"{n} configurations, fast kernels" in out
     assert all(len(line) <= 100 for line in out.splitlines()
                if not line.startswith("full tables")), out
     assert f"full tables (every column, every tensor): {out_file}" in out

@@ -413,3 +413,24 @@ def test_command_is_dispatched_by_the_cli(torch, capsys):
     assert e.value.code == 0
     help_text = capsys.readouterr().out
     assert "tinynet parity" in help_text and "--kernels {reference,fast}" in help_text
+
+
+# ----------------------------------------------------------------------------- losses
+@pytest.mark.parametrize("case", __import__("tinynet.parity.losses", fromlist=["x"])
+                         .loss_cases(), ids=lambda c: c.name)
+def test_every_loss_and_option_matches_torch(torch, case, kernels):
+    from tinynet.parity.losses import check_loss
+    report = check_loss(case)
+    assert report.ok, report.table(every=True)
+    assert {r.tensor for r in report.rows} == {"loss", "dL/dinput"}
+
+
+def test_a_wrong_loss_gradient_is_caught(torch, monkeypatch):
+    from tinynet import functional
+    from tinynet.parity.losses import LossCase, check_loss
+    real = functional.bce_with_logits_backward
+    monkeypatch.setattr(functional, "bce_with_logits_backward",   # the reference namespace
+                        lambda dloss, cache: real(dloss, cache) * 1.01)
+    with tinynet.reference_kernels():
+        report = check_loss(LossCase("BCE", "BCEWithLogitsLoss", {}, (4, 3), "values"))
+    assert not report.ok and {r.tensor for r in report.failures()} == {"dL/dinput"}

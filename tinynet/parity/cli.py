@@ -66,7 +66,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=None,
                    help="folder holding the data set's files (default: the usual search)")
     p.add_argument("--skip", action="append", default=[],
-                   choices=["layers", "models", "trajectories"],
+                   choices=["layers", "losses", "models", "trajectories"],
                    help="leave out a group of checks (repeatable)")
     p.add_argument("--kernels", default="fast", choices=list(KINDS),
                    help="tinynet's kernels: the readable reference ones or the fast ones "
@@ -148,6 +148,12 @@ def _run(args) -> list:
         title = "layers: every layer type, float64 and float32, train and eval mode"
         sections.append((title, _section("layers", [
             (c.name, lambda c=c: check_case(c, seed=args.seed)) for c in layer_cases()],
+            progress=False)))
+    if "losses" not in args.skip:
+        from .losses import check_loss, loss_cases
+        title = "losses: every loss and option, the value and dL/dinput, float64 and float32"
+        sections.append((title, _section("losses", [
+            (c.name, lambda c=c: check_loss(c, seed=args.seed)) for c in loss_cases()],
             progress=False)))
     if "models" not in args.skip:
         title = f"models: every study model, batch {args.model_batch}"

@@ -399,7 +399,7 @@ class ImageFolder:
                 f"classes={len(self.classes)}, image shape={self.images.shape[1:]})")
 
 
-# --- CIFAR-10 as JPEG (the copy in ../shared/data/cifar10-jpeg) ---------------------------
+# --- CIFAR-10 as JPEG (an archive of train/<class>/*.jpg and test/<class>/*.jpg) ----------
 
 CIFAR10_JPEG = "cifar10-jpeg.tar.gz"
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",

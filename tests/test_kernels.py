@@ -232,3 +232,32 @@ def test_threads_give_the_same_results():
     for other in results[1:]:
         for key in results[0]:
             assert _rel(results[0][key], other[key]) <= TOL, key
+
+
+def test_an_mlp_runs_the_one_thread_code_and_a_cnn_uses_the_threads(monkeypatch):
+    """At the default thread count an MLP never enters a threaded region (no hand-off, no
+    BLAS limit): the default and one thread run the same code. A CNN hands work out."""
+    pytest.importorskip("threadpoolctl", reason="the threads need threadpoolctl")
+    from tinynet.functional.fast import threads
+    handed, limited = [], []
+    real_split = threads._split
+    monkeypatch.setattr(threads, "_split", lambda n, parts: handed.append(n) or
+                        real_split(n, parts))
+    controller = threads._blas_controller()
+    real_limit = type(controller).limit
+    monkeypatch.setattr(type(controller), "limit",
+                        lambda self, **kw: limited.append(kw) or real_limit(self, **kw))
+    old = tinynet.get_num_threads()
+    tinynet.set_num_threads(2)
+    try:
+        for name, expect in (("base", False), ("bn", False), ("simplecnn", True)):
+            handed.clear()
+            limited.clear()
+            model = models.build(name)
+            loss_fn = tinynet.CrossEntropyLoss()
+            x = np.random.default_rng(7).random((64, 1, 28, 28), dtype=np.float32)
+            loss_fn(model(x), np.arange(64) % 10)
+            model.backward(loss_fn.backward(), input_grad=False)
+            assert bool(handed) is expect and bool(limited) is expect, name
+    finally:
+        tinynet.set_num_threads(old)

@@ -136,8 +136,11 @@ class Module:
         for _, p in self.named_parameters():
             yield p
 
-    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, Any]]:
-        for mprefix, m in self.named_modules(prefix):
+    def named_buffers(self, prefix: str = "", recurse: bool = True
+                      ) -> Iterator[tuple[str, Any]]:
+        """``(name, array)`` of every buffer; ``recurse=False``: this module's own only."""
+        modules = self.named_modules(prefix) if recurse else [(prefix, self)]
+        for mprefix, m in modules:
             for name, b in m._buffers.items():
                 yield _join(mprefix, name), b
 
@@ -281,9 +284,15 @@ class Module:
                     m._buffers[name] = fn(b)
         return self
 
-    def to(self, device: str) -> Module:
-        """Move parameters and buffers to ``"cpu"`` (NumPy) or ``"cuda"`` (CuPy)."""
-        return self._apply(lambda a: to_device(a, device))
+    def to(self, device: str | None = None, dtype=None) -> Module:
+        """Move parameters and buffers to ``"cpu"`` (NumPy) or ``"cuda"`` (CuPy), and/or
+        cast the floating-point ones to ``dtype`` (as ``torch.nn.Module.to``)."""
+        if device is not None:
+            self._apply(lambda a: to_device(a, device))
+        if dtype is not None:
+            name = str(dtype).replace("torch.", "")
+            self._apply(lambda a: a.astype(name), floating_only=True)
+        return self
 
     def cpu(self) -> Module:
         return self.to("cpu")
@@ -293,11 +302,11 @@ class Module:
 
     def double(self) -> Module:
         """Cast floating-point parameters and buffers to float64 (for gradient checks)."""
-        return self._apply(lambda a: a.astype("float64"), floating_only=True)
+        return self.to(dtype="float64")
 
     def float(self) -> Module:
         """Cast floating-point parameters and buffers to float32 (the default)."""
-        return self._apply(lambda a: a.astype("float32"), floating_only=True)
+        return self.to(dtype="float32")
 
     @property
     def dtype(self):

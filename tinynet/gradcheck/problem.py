@@ -20,7 +20,7 @@ class Problem:
     def __init__(self, module: Module, x, target, loss_fn, dtype: str, seed: int) -> None:
         self.dtype = numpy.dtype(dtype)
         self.module = copy.deepcopy(module)
-        self.module._apply(lambda a: a.astype(self.dtype), floating_only=True)
+        self.module.to(dtype=self.dtype)
         xp = get_array_module(x)
         self.xp = xp
         self.x = x.astype(self.dtype) if x.dtype.kind == "f" else x.copy()
@@ -28,7 +28,7 @@ class Problem:
         self.loss_fn = copy.deepcopy(loss_fn) if loss_fn is not None else None
         self.rng = numpy.random.default_rng(seed)
         self.buffers = [(m, name, copy.copy(b)) for _, m in self.module.named_modules()
-                        for name, b in m._buffers.items()]
+                        for name, b in m.named_buffers(recurse=False)]
         self.masks = [(m, m.next_mask) for m in self.module.modules()
                       if getattr(m, "next_mask", None) is not None]
         self.rng_state = numpy.random.default_rng(seed + 7919).bit_generator.state
@@ -37,7 +37,7 @@ class Problem:
 
     def _reset(self) -> None:
         for m, name, b in self.buffers:
-            m._buffers[name] = copy.copy(b)
+            m.register_buffer(name, copy.copy(b))
         for m, mask in self.masks:
             m.next_mask = mask
         _random.set_rng_state(self.rng_state)

@@ -130,7 +130,7 @@ def run(out_dir: str, quick: bool = False, seed: int = 0, use_torch: bool = True
         path = os.path.join(out_dir, f"loss_{model_name}.png")
         common.line_plot(path, series, "epoch", "cross-entropy loss (log scale)",
                          f"S1 {model_name} MLP: train (solid) and test (dashed) loss",
-                         logy=True)
+                         logy=True, quick=quick)
         files.append(path)
     table = f"## Test accuracy after epoch {epochs} (%)\n\n"
     table += common.md_table(["model", "lr", "report", "tinynet", "PyTorch twin"], rows)
@@ -158,7 +158,7 @@ def run(out_dir: str, quick: bool = False, seed: int = 0, use_torch: bool = True
                                f"C{i}{'-' if j == 0 else '--'}"))
     common.line_plot(acc_path, series, "epoch", "test accuracy (%)",
                      "S1: test accuracy per epoch (runs continue until 85% or the cap)",
-                     hlines=[(TARGET, "85%")])
+                     hlines=[(TARGET, "85%")], quick=quick)
     files.append(acc_path)
     b = {lr: runs.get(f"base_lr{lr:g}") for lr in LRS}
     parts = []

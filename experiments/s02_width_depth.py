@@ -98,7 +98,7 @@ def run(out_dir: str, quick: bool = False, seed: int = 0, use_torch: bool = True
     table += common.md_table(["k", "m", "formula", "built model", "equal"], formula_rows)
     path = os.path.join(out_dir, "train_loss.png")
     common.line_plot(path, series, "epoch", "train cross-entropy loss",
-                     "S2: train loss per epoch (solid: plain MLPs, dashed: BN MLPs)")
+                     "S2: train loss per epoch (solid: plain MLPs, dashed: BN MLPs)", quick=quick)
     summary = f"S2 test accuracy after {epochs} epochs: " + "; ".join(
         f"{k} {common.outcome(r['tinynet'])} ({r['params']:,} params)" for k, r in runs.items())
     return common.finish(out_dir, NAME, TITLE, table, runs, [path], summary, quick, seed,

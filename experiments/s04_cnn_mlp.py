@@ -68,11 +68,11 @@ def run(out_dir: str, quick: bool = False, seed: int = 0, use_torch: bool = True
     files = []
     path = os.path.join(out_dir, "grad_norms.png")
     common.line_plot(path, norm_series, "SGD step", "global L2 norm of the gradient (log scale)",
-                     f"S4: gradient norm, first {steps} steps", logy=True)
+                     f"S4: gradient norm, first {steps} steps", logy=True, quick=quick)
     files.append(path)
     path = os.path.join(out_dir, "test_accuracy.png")
     common.line_plot(path, acc_series, "epoch", "test accuracy (%)",
-                     "S4: test accuracy per epoch")
+                     "S4: test accuracy per epoch", quick=quick)
     files.append(path)
     table = f"## After {epochs} epochs\n\n"
     table += common.md_table(["model", "report acc", "tinynet acc", "PyTorch twin acc",

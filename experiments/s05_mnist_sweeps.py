@@ -80,7 +80,7 @@ def run(out_dir: str, quick: bool = False, seed: int = 0, use_torch: bool = True
         path = os.path.join(out_dir, f"steps_{sweep}.png")
         common.line_plot(path, series, "training images seen",
                          "train loss per step (moving average, log scale)",
-                         f"S5: {sweep} sweep, one epoch of MNIST", logy=True)
+                         f"S5: {sweep} sweep, one epoch of MNIST", logy=True, quick=quick)
         files.append(path)
         tables.append(f"## Sweep: {sweep}\n\n" + common.md_table(
             ["optimizer", "lr", "batch", "activation", "tinynet test acc", "twin test acc",
@@ -95,7 +95,7 @@ def run(out_dir: str, quick: bool = False, seed: int = 0, use_torch: bool = True
                        "PyTorch twin", "C1s-"))
     path = os.path.join(out_dir, "time_vs_batch.png")
     common.line_plot(path, series, "batch size", "seconds per epoch (shared machine)",
-                     "S5: wall time of one epoch vs batch size", logx=True)
+                     "S5: wall time of one epoch vs batch size", logx=True, quick=quick)
     files.append(path)
     summary = "S5 one-epoch MNIST test accuracy: " + "; ".join(
         f"{k} {common.outcome(r['tinynet'])}" for k, r in runs.items())

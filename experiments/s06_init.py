@@ -84,9 +84,9 @@ def run(out_dir: str, quick: bool = False, seed: int = 0, use_torch: bool = True
     common.line_plot(files[0], loss_series, "epoch", "cross-entropy loss",
                      "S6: loss, Normal N(0,1) vs Glorot uniform init" +
                      (f"\n(off the scale: {'; '.join(off)})" if off else ""),
-                     hlines=[(2.302585, "log(10): chance")], ylim=(0.8, 2.6))
+                     hlines=[(2.302585, "log(10): chance")], ylim=(0.8, 2.6), quick=quick)
     common.line_plot(files[1], acc_series, "epoch", "accuracy (%)",
-                     "S6: accuracy, Normal N(0,1) vs Glorot uniform init")
+                     "S6: accuracy, Normal N(0,1) vs Glorot uniform init", quick=quick)
     table = f"## {epochs} epochs, CIFAR-10 (JPEG copy)\n\n"
     table += common.md_table(["init", "report", "tinynet train loss epoch 1",
                               f"tinynet train loss epoch {epochs}",

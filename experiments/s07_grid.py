@@ -65,7 +65,7 @@ def run(out_dir: str, quick: bool = False, seed: int = 0, use_torch: bool = True
                            f"C{i}{'-' if j == 0 else '--'}o"))
     path = os.path.join(out_dir, "val_accuracy.png")
     common.line_plot(path, series, "epoch", "validation accuracy (%)",
-                     "S7: validation accuracy (solid 784-256, dashed 1024-512-64-64)")
+                     "S7: validation accuracy (solid 784-256, dashed 1024-512-64-64)", quick=quick)
     table = f"## Validation accuracy after {epochs} epochs (%)\n\n"
     table += common.md_table(["activation", "hidden", "parameters", "report", "tinynet",
                               "PyTorch twin", "tinynet train s"], rows)

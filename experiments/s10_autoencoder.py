@@ -92,12 +92,11 @@ def codes(model, images) -> np.ndarray:
     return np.concatenate(out).astype(np.float32)
 
 
-def _picture(path: str, test, recon: dict) -> str:
+def _picture(path: str, test, recon: dict, quick: bool = False) -> str:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from tinynet.plot import save_figure
     n = 8
     rows = 1 + len(recon)
     fig, axes = plt.subplots(rows, n, figsize=(n * 1.1, rows * 1.2))
@@ -112,7 +111,7 @@ def _picture(path: str, test, recon: dict) -> str:
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle("S10: test digits (top) and their reconstructions by latent size d")
-    return save_figure(fig, path)
+    return common.save_plot(fig, path, quick)
 
 
 def run(out_dir: str, quick: bool = False, seed: int = 0, use_torch: bool = True,
@@ -158,9 +157,9 @@ def run(out_dir: str, quick: bool = False, seed: int = 0, use_torch: bool = True
         series.append((latents, [runs[f"ae_d{d}"]["torch"]["test_loss"][-1] for d in latents],
                        "PyTorch twin", "C1s--"))
     common.line_plot(path, series, "latent dimension d", "test reconstruction MSE (log scale)",
-                     "S10: reconstruction error vs latent size", logy=True, logx=True)
+                     "S10: reconstruction error vs latent size", logy=True, logx=True, quick=quick)
     files.append(path)
-    files.append(_picture(os.path.join(out_dir, "reconstructions.png"), test, recon))
+    files.append(_picture(os.path.join(out_dir, "reconstructions.png"), test, recon, quick))
 
     # frozen encoder + linear head vs a linear model on the pixels
     feats_tr, feats_te = codes(ae_keep, train[0]), codes(ae_keep, test[0])
@@ -189,7 +188,7 @@ def run(out_dir: str, quick: bool = False, seed: int = 0, use_torch: bool = True
         common.say(f"[{key}] test acc {h['test_acc'][-1]:.2f}%")
     path = os.path.join(out_dir, "linear_heads.png")
     common.line_plot(path, acc_series, "epoch", "test accuracy (%)",
-                     "S10: linear softmax on frozen codes vs on pixels")
+                     "S10: linear softmax on frozen codes vs on pixels", quick=quick)
     files.append(path)
     table += (f"\n## Linear softmax classifiers, SGD lr 0.1, batch 64, {head_epochs} epochs "
               "(tinynet only)\n\n")

@@ -191,3 +191,67 @@ def test_simplecnn_seeds_summary_tabulates_both_frameworks(tmp_path):
     assert "| torch | 3 | 82.50 | 82.17 |" in text
     assert "2/3" in text and "Mann-Whitney U (tinynet vs PyTorch) = 5.0" in text
     assert "| 2 | 84.00 | 79.00 |" in text
+
+
+def test_interrupted_run_resumes_from_its_epoch_checkpoint(tmp_path, monkeypatch, capsys):
+    """A run stopped in its third epoch resumes after its second and ends exactly as an
+    uninterrupted run: same weights, optimizer state, data order and histories."""
+    import tinynet
+    from tinynet import models
+    train, test = _tiny_data()
+    kw = {"batch_size": 32, "shuffle": True, "seed": 5, "use_torch": False,
+          "grad_norm_steps": 6, "step_acc": True}
+    build = lambda: models.mlp(784, (16,), batchnorm=True)  # a 0-d buffer too
+    ref = common.train_pair("r", build, ("adam", 0.01), train, test, 4, **kw)
+    ckpt = tmp_path / "cache"
+    real_fit, calls = tinynet.fit, []
+
+    def failing_fit(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_fit(*args, **kwargs)
+    monkeypatch.setattr(tinynet, "fit", failing_fit)
+    with pytest.raises(KeyboardInterrupt):
+        common.train_pair("r", build, ("adam", 0.01), train, test, 4, checkpoint_dir=str(ckpt),
+                          **kw)
+    assert os.listdir(ckpt) == ["r.npz"]
+    monkeypatch.setattr(tinynet, "fit", real_fit)
+    capsys.readouterr()
+    again = common.train_pair("r", build, ("adam", 0.01), train, test, 4,
+                              checkpoint_dir=str(ckpt), **kw)
+    assert "resumed" in capsys.readouterr().out
+    for key in ("epoch", "steps", "step_acc", "grad_norm", "train_loss", "test_acc"):
+        assert again["tinynet"][key] == ref["tinynet"][key], key
+    assert len(ref["tinynet"]["step_acc"]) == len(ref["tinynet"]["steps"]) == 4 * 4
+    assert os.listdir(ckpt) == []          # removed once the run is finished
+    # a checkpoint of other settings is not resumed
+    with pytest.raises(KeyboardInterrupt):
+        monkeypatch.setattr(tinynet, "fit", failing_fit)
+        calls.clear()
+        common.train_pair("r", build, ("adam", 0.01), train, test, 4,
+                          checkpoint_dir=str(ckpt), **kw)
+    monkeypatch.setattr(tinynet, "fit", real_fit)
+    capsys.readouterr()
+    other = common.train_pair("r", build, ("adam", 0.02), train, test, 4,
+                              checkpoint_dir=str(ckpt), **kw)
+    out = capsys.readouterr().out
+    assert "resumed" not in out and "other settings" in out
+    assert other["tinynet"]["steps"] != ref["tinynet"]["steps"]
+
+
+def test_missing_twin_alone_is_trained_from_the_same_start(capsys):
+    torch = pytest.importorskip("torch", reason="the twin needs torch")  # noqa: F841
+    from tinynet import models
+    train, test = _tiny_data()
+    build = lambda: models.mlp(784, (16,))
+    alone = common.train_pair("a", build, ("sgd", 0.1), train, test, 2, use_torch=False)
+    previous = {"a": common._clean(dict(alone, provenance={"tinynet": "earlier"}))}
+    capsys.readouterr()
+    both = common.train_pair("a", build, ("sgd", 0.1), train, test, 2, use_torch=True,
+                             previous=previous)
+    assert "training its PyTorch twin" in capsys.readouterr().out
+    assert both["tinynet"]["steps"] == previous["a"]["tinynet"]["steps"]   # not retrained
+    assert both["provenance"]["tinynet"] == "earlier" and both["provenance"]["torch"]
+    assert both["twin_start"]["relative_difference"] < 1e-5
+    np.testing.assert_allclose(both["torch"]["steps"], alone["tinynet"]["steps"], rtol=1e-4)

@@ -87,6 +87,8 @@ def load(name: str, split: str, order_seed: int = 0):
     ``"cifar10"`` here means the source :func:`cifar_name` picks. The official CIFAR-10
     is kept in its published order (data_batch_1 ... 5, as the reports read it); the
     JPEG copy is put in one fixed random order (:func:`shuffle_cifar_jpeg`).
+    ``order_seed`` > 0 gives another fixed order (``default_rng(order_seed)``), to
+    measure how much the order matters.
     """
     if name == "cifar10":
         name = cifar_name()
@@ -94,6 +96,9 @@ def load(name: str, split: str, order_seed: int = 0):
                                        progress=False)
     if name == "cifar10-jpeg":
         return shuffle_cifar_jpeg(images, labels, order_seed)
+    if order_seed:
+        order = np.random.default_rng(order_seed).permutation(len(labels))
+        return images[order], labels[order]
     return images, labels
 
 
@@ -662,6 +667,22 @@ def compute_seconds(runs: dict) -> float:
     return total
 
 
+def seed_spread(histories: list, epoch: int | None = None) -> str:
+    """:func:`spread` of the test accuracy after ``epoch`` (default: the last) over runs
+    from several seeds; diverged runs are counted apart (``diverged 1/3``)."""
+    accs, diverged = [], 0
+    for h in histories:
+        if h.get("stopped"):
+            diverged += 1
+            continue
+        acc = h["test_acc"][:epoch] if epoch else h["test_acc"]
+        accs.append(acc[-1] if acc else None)
+    parts = [spread(accs)] if accs else []
+    if diverged:
+        parts.append(f"diverged {diverged}/{len(histories)}")
+    return "; ".join(parts)
+
+
 def spread(values: list) -> str:
     """``mean ± sd (min-max, n)`` of accuracies; sd is the sample standard deviation."""
     v = [float(x) for x in values if x is not None and math.isfinite(float(x))]
@@ -803,6 +824,34 @@ def line_plot(path: str, series: list, xlabel: str, ylabel: str, title: str = ""
     ax.legend(fontsize=8)
     save_plot(fig, path, quick)
     return path
+
+
+def panels_plot(path: str, panels: list, xlabel: str, ylabel: str, title: str,
+                logy: bool = False, quick: bool = False, sharey: bool = True) -> str:
+    """Side-by-side axes: ``panels`` is a list of ``(panel title, series)`` or
+    ``(panel title, series, ylabel, logy)``, each series as in :func:`line_plot`."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2),
+                             sharey=sharey, squeeze=False)
+    for j, (ax, panel) in enumerate(zip(axes[0], panels)):
+        name, series = panel[0], panel[1]
+        label_y = panel[2] if len(panel) > 2 else (ylabel if j == 0 or not sharey else None)
+        for x, y, label, style in series:
+            ax.plot(x, [np.nan if v is None else v for v in y], style or "-", label=label,
+                    lw=1.2, ms=3)
+        if (panel[3] if len(panel) > 3 else logy):
+            ax.set_yscale("log")
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel(xlabel)
+        if label_y:
+            ax.set_ylabel(label_y)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    return save_plot(fig, path, quick)
 
 
 def quick_headings(table: str) -> str:

@@ -1,7 +1,7 @@
 """S2: wider vs deeper MLPs on Fashion-MNIST (report 001, Q1.5; report 004, Problems 1-4).
 
 SGD lr 0.01, batch 64, no shuffling (report 001's DataLoader), 20 epochs. Table:
-structure, exact parameter count (tinynet's, checked against shared/studies.md), test
+structure, exact parameter count (tinynet's, checked against docs/studies.md), test
 accuracy (report / tinynet / twin); one plot of train loss per epoch. Report 004's
 formula for the parameter count of k hidden layers of width m is printed and checked
 against the models. (Report 004's equal-budget shapes with L2 and dropout are not run.)
@@ -38,7 +38,7 @@ BUDGET_LR, BUDGET_EPOCHS = 0.1, 20
 REPORTED_SHAPES = {"uniform": "stable, not the lowest test loss",
                    "decreasing": "test loss falls most (best)",
                    "increasing": "overfits as training goes on"}
-DISCUSSION = """Parameter counts equal shared/studies.md (PyTorch's) exactly, and report
+DISCUSSION = """Parameter counts equal docs/studies.md (PyTorch's) exactly, and report
 004's formula gives the same numbers as the built models. Width and depth move a plain
 MLP's accuracy by well under a point (85.72 / 86.05 / 85.98 against the report's 85.51 /
 85.88 / 85.51) and BatchNorm by more; the base MLP's train loss after epoch 1 and 20

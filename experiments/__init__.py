@@ -1,7 +1,7 @@
-"""The studies of ``../shared/studies.md``, one module each, sharing ``common`` and the runner.
+"""The studies of ``docs/studies.md``, one module each, sharing ``common`` and the runner.
 
 ``python -m experiments --list``, ``python -m experiments s1 [--quick]``,
-``python -m experiments all``. Each module defines ``NAME``, ``TITLE`` and
+``python -m experiments all [--record]``. Each module defines ``NAME``, ``TITLE`` and
 ``run(out_dir, quick=False, seed=0, use_torch=True, device="cpu") -> dict``.
 """
 

@@ -6,14 +6,23 @@ under ``tinynet.manual_seed(seed)``, copies its ``state_dict`` into a
 ``torch.nn.Sequential`` twin built layer for layer (:func:`to_torch`), and trains both on
 the same batches in the same order (both draw them from a tinynet ``DataLoader`` with the
 same seed), so the two columns differ only by floating-point rounding.
+
+Nothing is lost to an interruption: a finished run is written to the study's
+``histories.json`` at once (and reused when the study is run again with the same
+settings, the twin alone trained when only the twin is missing), and a run in progress
+writes a checkpoint after every epoch into ``<out>/cache/`` (git-ignored) and resumes
+from it.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 import platform
+import re
+import subprocess
 import time
 from collections.abc import Callable
 
@@ -35,76 +44,70 @@ def say(msg: str) -> None:
 
 
 # ----------------------------------------------------------------- data
-def _cifar_from_tar(split: str):
-    """Fallback reader of ``$TINYNET_DATA/cifar10-jpeg/cifar10-jpeg.tar.gz`` (JPEG files
-    ``<split>/<class>/NNNN.jpg``), used only while ``tinynet.data`` has no cifar10-jpeg.
+# Where CIFAR-10 comes from: "auto" (the JPEG copy when it is found, else the official
+# archive), "jpeg" or "official". Set by the command line's --cifar.
+CIFAR_SOURCES = ("auto", "jpeg", "official")
+cifar_source = "auto"
 
-    Returns uint8 images ``(N, 32, 32, 3)`` and int64 labels ``(N,)`` in sorted-name order.
+
+def cifar_name() -> str:
+    """The tinynet data set S6, S7 and S9 read: ``"cifar10-jpeg"`` or ``"cifar10"``."""
+    if cifar_source == "jpeg":
+        return "cifar10-jpeg"
+    if cifar_source == "official":
+        return "cifar10"
+    if cifar_source != "auto":
+        raise ValueError(f"cifar_source {cifar_source!r}: expected one of {CIFAR_SOURCES}")
+    return "cifar10-jpeg" if tinynet.data.find("cifar10-jpeg", "train") else "cifar10"
+
+
+def data_label(name: str) -> str:
+    """How a table names a data set, e.g. ``CIFAR-10 (JPEG copy)``."""
+    return {"cifar10-jpeg": "CIFAR-10 (JPEG copy)", "cifar10": "CIFAR-10 (official)",
+            "mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}.get(name, name)
+
+
+def shuffle_cifar_jpeg(images, labels, order_seed: int = 0):
+    """The JPEG copy in one fixed random order (``default_rng(order_seed)``).
+
+    The copy lost CIFAR-10's original sample order (its files sort by class), so "the
+    first 40,000" and the quick subsets would otherwise hold only some classes. The
+    order depends only on the labels and ``order_seed``, not on how the files were read.
     """
-    import io
-    import tarfile
+    order = np.lexsort((np.arange(len(labels)), labels))  # by class, then as read
+    order = order[np.random.default_rng(order_seed).permutation(len(order))]
+    return images[order], labels[order]
 
-    from PIL import Image
 
-    classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
-               "ship", "truck"]
-    roots = [os.environ.get("TINYNET_DATA", ""), "/work/shared/data"]
-    path = next((os.path.join(r, "cifar10-jpeg", "cifar10-jpeg.tar.gz") for r in roots
-                 if r and os.path.isfile(os.path.join(r, "cifar10-jpeg", "cifar10-jpeg.tar.gz"))),
-                None)
-    if path is None:
-        raise tinynet.DataError("cifar10-jpeg not found: set TINYNET_DATA to the folder "
-                                "holding cifar10-jpeg/cifar10-jpeg.tar.gz")
-    cache = os.path.join(tinynet.data.cache_dir(), "experiments", f"cifar10-jpeg-{split}.npz")
-    if os.path.isfile(cache):
-        with np.load(cache, allow_pickle=False) as f:
-            return f["images"], f["labels"]
-    found = []
-    with tarfile.open(path, "r:gz") as tar:
-        for member in tar:
-            parts = member.name.strip("./").split("/")
-            if not member.isfile() or len(parts) < 3 or parts[-3] != split:
-                continue
-            if parts[-2] not in classes:
-                continue
-            data = tar.extractfile(member).read()
-            img = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.uint8)
-            found.append((parts[-2], parts[-1], img))
-    found.sort(key=lambda r: (classes.index(r[0]), r[1]))
-    images = np.stack([r[2] for r in found])
-    labels = np.array([classes.index(r[0]) for r in found], dtype=np.int64)
+def load(name: str, split: str, order_seed: int = 0):
+    """``tinynet.data.load``: from ``$TINYNET_DATA``, the user cache or the system folder,
+    downloading the official files into the user cache when none holds them (MNIST,
+    Fashion-MNIST, CIFAR-10; the JPEG copy has no download).
 
-    def write(f):
-        np.savez(f, images=images, labels=labels)
-    atomic_write(cache, write)
+    ``"cifar10"`` here means the source :func:`cifar_name` picks. The official CIFAR-10
+    is kept in its published order (data_batch_1 ... 5, as the reports read it); the
+    JPEG copy is put in one fixed random order (:func:`shuffle_cifar_jpeg`).
+    ``order_seed`` > 0 gives another fixed order (``default_rng(order_seed)``), to
+    measure how much the order matters.
+    """
+    if name == "cifar10":
+        name = cifar_name()
+    images, labels = tinynet.data.load(name, split, download=name != "cifar10-jpeg",
+                                       progress=False)
+    if name == "cifar10-jpeg":
+        return shuffle_cifar_jpeg(images, labels, order_seed)
+    if order_seed:
+        order = np.random.default_rng(order_seed).permutation(len(labels))
+        return images[order], labels[order]
     return images, labels
 
 
-def load(name: str, split: str):
-    """``tinynet.data.load`` (no download), falling back to the tar reader for CIFAR.
-
-    The JPEG copy of CIFAR-10 lost the original sample order (its files sort by class),
-    so its images are put in one fixed random order (``default_rng(0)``), the same
-    whichever reader was used: "the first 40,000" and the quick subsets then hold
-    every class.
-    """
-    if name == "cifar10-jpeg":
-        if name in tinynet.data.DATASETS:
-            images, labels = tinynet.data.load(name, split, download=False, progress=False)
-        else:
-            images, labels = _cifar_from_tar(split)
-        order = np.lexsort((np.arange(len(labels)), labels))  # by class, then as read
-        order = order[np.random.default_rng(0).permutation(len(order))]
-        return images[order], labels[order]
-    return tinynet.data.load(name, split, download=False, progress=False)
-
-
 def dataset(name: str, quick: bool, train_slice: slice | None = None,
-            test_split: str = "test", test_slice: slice | None = None):
+            test_split: str = "test", test_slice: slice | None = None, order_seed: int = 0):
     """``(train, test)`` pairs of ``(images, labels)``; --quick keeps the first
     QUICK_TRAIN / QUICK_TEST of each."""
-    tr = load(name, "train")
-    te = load(name, test_split) if test_split != "train" else tr
+    tr = load(name, "train", order_seed)
+    te = load(name, test_split, order_seed) if test_split != "train" else tr
     if train_slice is not None:
         tr = (tr[0][train_slice], tr[1][train_slice])
     if test_slice is not None:
@@ -232,16 +235,19 @@ def _torch_evaluate(twin, loss_kind: str, data, batch_size: int = 1000):
 def torch_fit(twin, opt: tuple, train, test, epochs: int, batch_size: int, shuffle: bool,
               seed: int, loss_kind: str = "ce", callback: Callable | None = None,
               max_steps: int | None = None, loader: DataLoader | None = None,
-              step0: int = 0) -> dict:
+              step0: int = 0, step_acc: bool = False) -> dict:
     """PyTorch's twin of ``tinynet.fit``: same batches (a tinynet DataLoader with the
     same seed), same history keys. ``loss_kind`` "ce" (labels) or "mse" (the input
-    itself, for auto-encoders)."""
+    itself, for auto-encoders); ``step_acc`` also records every step's batch accuracy
+    (``history["step_acc"]``, percent, before the step's update)."""
     import torch
     torch.manual_seed(seed)
     optimizer = _torch_optimizer(twin, opt) if not hasattr(opt, "step") else opt
     loader = loader or DataLoader(train[0], train[1], batch_size=batch_size,
                                   shuffle=shuffle, seed=seed)
     h = _empty_history()
+    if step_acc:
+        h["step_acc"] = []
     step = step0
     twin.train()
     start_all = time.perf_counter()
@@ -267,7 +273,10 @@ def torch_fit(twin, opt: tuple, train, test, epochs: int, batch_size: int, shuff
             optimizer.step()
             n = t.shape[0]
             if loss_kind != "mse":
-                correct += int((y.argmax(1) == tt).sum())
+                hits = int((y.argmax(1) == tt).sum())
+                correct += hits
+                if step_acc:
+                    h["step_acc"].append(100.0 * hits / n)
             total += lv * n
             count += n
             step += 1
@@ -289,6 +298,97 @@ def torch_fit(twin, opt: tuple, train, test, epochs: int, batch_size: int, shuff
     return h
 
 
+class StepAccuracy:
+    """A loss that also records each training step's batch accuracy (percent).
+
+    ``tinynet.fit`` records every step's loss but not its accuracy; wrapping the loss
+    it calls gives both without another forward pass. Only calls made while ``model``
+    is in training mode count (``fit``'s evaluation runs in eval mode).
+    """
+
+    def __init__(self, loss_fn, model) -> None:
+        self.loss_fn, self.model, self.acc = loss_fn, model, []
+
+    def __call__(self, y, t):
+        loss = self.loss_fn(y, t)
+        if self.model.training:
+            self.acc.append(100.0 * float((y.argmax(axis=1) == t).sum()) / int(t.shape[0]))
+        return loss
+
+    def backward(self, *args, **kwargs):
+        return self.loss_fn.backward(*args, **kwargs)
+
+
+# ----------------------------------------------------------------- provenance
+def _repo_root() -> str:
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """The git commit of the code that runs (``+dirty`` when tinynet/ or experiments/
+    have uncommitted changes), or ``unknown`` outside a git checkout. Read once per
+    process (the runner reads it at start), so a long run names the code it started with."""
+    root = _repo_root()
+    try:
+        head = subprocess.run(["git", "-C", root, "rev-parse", "--short=12", "HEAD"],
+                              capture_output=True, text=True, timeout=20, check=False)
+        if head.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--",
+                                "tinynet", "experiments"], capture_output=True, text=True,
+                               timeout=20, check=False)
+        return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def provenance() -> dict:
+    """Which code ran, where and when: stored with every run."""
+    return {"code": code_version(), "machine": machine(),
+            "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+
+
+# ----------------------------------------------------------------- checkpoints
+def _checkpoint_path(checkpoint_dir: str, label: str, suffix: str = "") -> str:
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", label).strip("_") or "run"
+    return os.path.join(checkpoint_dir, f"{safe}{suffix}.npz")
+
+
+def _scalars_back(ckpt, model):
+    """Give 0-d buffers (BatchNorm's ``num_batches_tracked``) their shape back.
+
+    ``tinynet.serialization.save`` stores a 0-d array as shape (1,) (it passes every
+    array through ``numpy.ascontiguousarray``, which returns at least one dimension),
+    so ``restore`` refuses the checkpoint of any model with BatchNorm. Until the library
+    keeps 0-d arrays as they are, the studies reshape them here.
+    """
+    want = {k: v.shape for k, v in model.state_dict().items() if v is not None}
+    for k, v in list(ckpt.model_state.items()):
+        if want.get(k) == () and getattr(v, "shape", None) == (1,):
+            ckpt.model_state[k] = v.reshape(())
+    return ckpt
+
+
+def _resume(path: str, settings: dict, model, optimizer, loader):
+    """``(history, epochs_done, steps_done, seconds_before)`` from the run's checkpoint
+    when it exists and was written with the same settings, else None."""
+    from tinynet import serialization
+    if not path or not os.path.isfile(path):
+        return None
+    try:
+        ckpt = serialization.load(path)
+    except tinynet.TinynetError as e:
+        say(f"ignoring the checkpoint {path}: {e}")
+        return None
+    if ckpt.meta.get("settings") != settings:
+        say(f"ignoring the checkpoint {path}: written with other settings")
+        return None
+    serialization.restore(_scalars_back(ckpt, model), model, optimizer, loader)
+    p = ckpt.progress
+    return ckpt.history, int(p["epoch"]), int(p["steps_done"]), float(p["seconds"])
+
+
 # ----------------------------------------------------------------- one configuration
 def train_pair(label: str, build: Callable, opt: tuple, train, test, epochs: int,
                batch_size: int = 64, shuffle: bool = False, seed: int = 0,
@@ -296,7 +396,8 @@ def train_pair(label: str, build: Callable, opt: tuple, train, test, epochs: int
                max_steps: int | None = None, init: Callable | None = None,
                stop: Callable | None = None, twin_epochs: int | None = None,
                previous: dict | None = None, config: dict | None = None,
-               keep_model: bool = False) -> dict:
+               keep_model: bool = False, step_acc: bool = False,
+               checkpoint_dir: str | None = None) -> dict:
     """Train ``build()`` (and its PyTorch twin) with ``opt`` = ``("sgd"|"adam", lr[, kw])``.
 
     Args:
@@ -308,58 +409,163 @@ def train_pair(label: str, build: Callable, opt: tuple, train, test, epochs: int
             S1's epochs-to-85%); training then ends before ``epochs``.
         twin_epochs: train the twin for this many epochs only (default: as tinynet ran).
         keep_model: put the trained tinynet model under ``"_model"`` (pop it before
-            the runs are written as JSON).
+            the runs are written as JSON). With ``checkpoint_dir`` its final weights are
+            kept there too, so a reused run still has its model.
+        step_acc: record every step's batch accuracy (``history["step_acc"]``).
         previous, config: the ``runs`` of an earlier ``histories.json`` of this study
             (:func:`previous_runs`) and what else defines this run; a run recorded there
             with the same settings is reused instead of trained again (runs repeat
-            exactly, so this only saves time, e.g. when a study is rerun after a layer
-            it needed has landed).
+            exactly, so this only saves time). When only its twin is missing, the twin
+            alone is trained, from the same initial weights.
+        checkpoint_dir: where the tinynet run writes a checkpoint after every epoch
+            (removed when the run ends); an interrupted run resumes from it.
 
     Returns:
-        ``{"label", "params", "tinynet": history, "torch": history or None}``.
+        ``{"label", "params", "settings", "tinynet": history, "torch": history or None,
+        "provenance": {"tinynet": ..., "torch": ...}, "twin_start": ...}``.
     """
-    settings = {"opt": list(opt[:2]), "data": fingerprint(train, test), "epochs": epochs, "batch_size": batch_size,
-                "shuffle": shuffle, "seed": seed, "n_train": len(train[1]),
-                "n_test": len(test[1]) if test is not None else 0,
+    settings = {"opt": list(opt[:2]), "data": fingerprint(train, test), "epochs": epochs,
+                "batch_size": batch_size, "shuffle": shuffle, "seed": seed,
+                "n_train": len(train[1]), "n_test": len(test[1]) if test is not None else 0,
                 "grad_norm_steps": grad_norm_steps, "max_steps": max_steps,
                 "twin_epochs": twin_epochs, "device": device, **(config or {})}
+    if len(opt) > 2 and opt[2]:
+        settings["opt_kw"] = dict(opt[2])
+    if step_acc:
+        settings["step_acc"] = True
     settings = _clean(settings)
     old = (previous or {}).get(label)
-    if old and old.get("settings") == settings and (old.get("torch") or not use_torch):
+    same = bool(old) and old.get("settings") == settings
+    final_path = _checkpoint_path(checkpoint_dir, label, ".final") if checkpoint_dir else None
+    if same and (old.get("torch") or not use_torch):
         say(f"[{label}] reused from the earlier histories.json (same settings)")
-        if not use_torch:
-            old = dict(old, torch=None)
-        return old
+        out = dict(old, torch=old.get("torch") if use_torch else None)
+        if keep_model:
+            out["_model"] = _load_final(final_path, build, init, seed)
+        return out
+
     tinynet.manual_seed(seed)
     model = build()
     if init is not None:
         init(model)
     params = tinynet.count_parameters(model)
     twin = to_torch(model) if use_torch else None
+    prov = dict((old or {}).get("provenance") or {}) if same else {}
+    if same:
+        say(f"[{label}] tinynet run reused from the earlier histories.json (same settings); "
+            f"training its PyTorch twin")
+        h = old["tinynet"]
+        prov.setdefault("tinynet", "reused from an earlier histories.json")
+        if keep_model:
+            model = _load_final(final_path, build, init, seed)
+    else:
+        h = _train_tinynet(label, model, opt, train, test, epochs, batch_size, shuffle, seed,
+                           device, grad_norm_steps, max_steps, stop, step_acc, settings,
+                           checkpoint_dir)
+        prov["tinynet"] = provenance()
+        if keep_model and final_path:
+            from tinynet import serialization
+            serialization.save(final_path, model, rng_state=None, settings=settings)
+    out = {"label": label, "params": params, "settings": settings, "tinynet": h,
+           "torch": None, "provenance": prov}
+    if twin is not None:
+        tnorms: list[float] = []
+
+        def tcb(step, loss, m):
+            if len(tnorms) < grad_norm_steps:
+                tnorms.append(torch_grad_norm(m))
+        n_ep = twin_epochs if twin_epochs is not None else max(len(h["epoch"]), 1)
+        th = torch_fit(twin, opt, train, test, n_ep, batch_size, shuffle, seed,
+                       callback=tcb if grad_norm_steps else None, max_steps=max_steps,
+                       step_acc=step_acc)
+        if grad_norm_steps:
+            th["grad_norm"] = tnorms
+        last = th["test_acc"][-1] if th["test_acc"] else float("nan")
+        say(f"[{label}] torch twin: {len(th['epoch'])} epochs, test acc {last:.2f}% "
+            f"({th['total_seconds']:.1f} s)" + (f"; stopped: {th['stopped']}" if th["stopped"]
+                                                else ""))
+        out["torch"] = th
+        prov["torch"] = provenance()
+        out["twin_start"] = twin_start(h, th)
+        if out["twin_start"]["relative_difference"] > 1e-4:
+            say(f"[{label}] WARNING: the twin's first loss differs from tinynet's by "
+                f"{out['twin_start']['relative_difference']:.1e} (relative): not the same "
+                "initial weights or batches")
+    if keep_model:
+        out["_model"] = model
+    return out
+
+
+def twin_start(h: dict, th: dict) -> dict:
+    """The first step's loss of both runs: equal (to float32 rounding) when the twin
+    started from tinynet's initial weights on the same first batch."""
+    a = h["steps"][0] if h.get("steps") else float("nan")
+    b = th["steps"][0] if th.get("steps") else float("nan")
+    diff = abs(a - b) / max(abs(a), 1e-12)
+    return {"tinynet_first_loss": a, "torch_first_loss": b,
+            "relative_difference": diff if math.isfinite(diff) else float("inf")}
+
+
+def _load_final(path: str | None, build: Callable, init: Callable | None, seed: int):
+    """The final weights a run kept in its checkpoint folder, or None."""
+    if not path or not os.path.isfile(path):
+        return None
+    from tinynet import serialization
+    tinynet.manual_seed(seed)
+    model = build()
+    if init is not None:
+        init(model)
+    serialization.restore(_scalars_back(serialization.load(path), model), model, rng=False)
+    return model
+
+
+def _train_tinynet(label, model, opt, train, test, epochs, batch_size, shuffle, seed, device,
+                   grad_norm_steps, max_steps, stop, step_acc, settings, checkpoint_dir):
+    """The tinynet half of :func:`train_pair`, one ``fit`` epoch at a time, with a
+    checkpoint after every epoch when ``checkpoint_dir`` is given."""
+    from tinynet import serialization
     if device != "cpu":
         model.to(device)
     optimizer = _tinynet_optimizer(model, opt)
     loss_fn = tinynet.CrossEntropyLoss()
+    if step_acc:
+        loss_fn = StepAccuracy(loss_fn, model)
     loader = DataLoader(train[0], train[1], batch_size=batch_size, shuffle=shuffle, seed=seed,
                         device=device)
-    norms: list[float] = []
+    params = tinynet.count_parameters(model)
+    say(f"[{label}] tinynet: {params:,} parameters, {opt[0]} lr={opt[1]}, batch {batch_size}, "
+        f"shuffle={shuffle}, seed {seed}")
+    path = _checkpoint_path(checkpoint_dir, label) if checkpoint_dir else None
+    h = _empty_history()
+    if step_acc:
+        h["step_acc"] = []
+    if grad_norm_steps:
+        h["grad_norm"] = []
+    done, steps_done, before = 0, 0, 0.0
+    resumed = _resume(path, settings, model, optimizer, loader)
+    if resumed:
+        h, done, steps_done, before = resumed
+        say(f"[{label}] resumed from {path} after epoch {done} ({steps_done} steps)")
+    norms = h.get("grad_norm", [])
 
     def norm_cb(step, loss, m):
         if len(norms) < grad_norm_steps:
             norms.append(global_grad_norm(m))
 
-    say(f"[{label}] tinynet: {params:,} parameters, {opt[0]} lr={opt[1]}, batch {batch_size}, "
-        f"shuffle={shuffle}, seed {seed}")
-    h = _empty_history()
     start = time.perf_counter()
-    steps_done = 0
-    for epoch in range(1, epochs + 1):
+    for epoch in range(done + 1, epochs + 1):
+        if (max_steps is not None and steps_done >= max_steps) or h["stopped"] \
+                or (stop and h["epoch"] and stop(h)):
+            break
         e = tinynet.fit(model, loss_fn, optimizer, loader, test, epochs=1, progress=False,
                         callback=norm_cb if grad_norm_steps else None,
                         max_steps=None if max_steps is None else max_steps - steps_done,
                         log=None)
         for k in ("train_loss", "train_acc", "test_loss", "test_acc", "seconds", "steps"):
             h[k] += e[k]
+        if step_acc:
+            h["step_acc"] += loss_fn.acc[:len(e["steps"])]
+            loss_fn.acc.clear()
         if e["epoch"]:
             h["epoch"].append(epoch)
             say(f"[{label}] tinynet epoch {epoch}: train loss {e['train_loss'][0]:.4f}, "
@@ -369,33 +575,20 @@ def train_pair(label: str, build: Callable, opt: tuple, train, test, epochs: int
         if e["stopped"]:
             h["stopped"] = e["stopped"].replace("epoch 1", f"epoch {epoch}")
             say(f"[{label}] tinynet stopped: {h['stopped']}")
-            break
-        if (max_steps is not None and steps_done >= max_steps) or (stop and stop(h)):
-            break
-    h["total_seconds"] = time.perf_counter() - start
+        if grad_norm_steps:
+            h["grad_norm"] = norms
+        if path:
+            seconds = before + time.perf_counter() - start
+            serialization.save(path, model, optimizer, loader_state=loader.state_dict(),
+                               progress={"epoch": epoch, "steps_done": steps_done,
+                                         "seconds": seconds},
+                               history=_clean(h), settings=settings)
+    h["total_seconds"] = before + time.perf_counter() - start
     if grad_norm_steps:
         h["grad_norm"] = norms
-    out = {"label": label, "params": params, "settings": settings, "tinynet": h,
-           "torch": None}
-    if twin is not None:
-        tnorms: list[float] = []
-
-        def tcb(step, loss, m):
-            if len(tnorms) < grad_norm_steps:
-                tnorms.append(torch_grad_norm(m))
-        n_ep = twin_epochs if twin_epochs is not None else max(len(h["epoch"]), 1)
-        th = torch_fit(twin, opt, train, test, n_ep, batch_size, shuffle, seed,
-                       callback=tcb if grad_norm_steps else None, max_steps=max_steps)
-        if grad_norm_steps:
-            th["grad_norm"] = tnorms
-        last = th["test_acc"][-1] if th["test_acc"] else float("nan")
-        say(f"[{label}] torch twin: {len(th['epoch'])} epochs, test acc {last:.2f}% "
-            f"({th['total_seconds']:.1f} s)" + (f"; stopped: {th['stopped']}" if th["stopped"]
-                                                else ""))
-        out["torch"] = th
-    if keep_model:
-        out["_model"] = model
-    return out
+    if path and os.path.isfile(path):
+        os.remove(path)
+    return h
 
 
 def fingerprint(*pairs) -> str:
@@ -408,6 +601,11 @@ def fingerprint(*pairs) -> str:
         crc = zlib.crc32(np.ascontiguousarray(pair[1]).tobytes(), crc)
         crc = zlib.crc32(np.ascontiguousarray(pair[0][::97]).tobytes(), crc)
     return f"{crc:08x}"
+
+
+def checkpoint_dir(out_dir: str) -> str:
+    """``<out_dir>/cache``: the per-epoch checkpoints of runs in progress (git-ignored)."""
+    return os.path.join(out_dir, "cache")
 
 
 def previous_runs(out_dir: str, quick: bool, seed: int) -> dict:
@@ -423,7 +621,30 @@ def previous_runs(out_dir: str, quick: bool, seed: int) -> dict:
         return {}
     if old.get("quick") != quick or old.get("seed") != seed:
         return {}
-    return old.get("runs", {})
+    runs = old.get("runs", {})
+    committed = None
+    for r in runs.values():
+        if isinstance(r, dict) and r.get("tinynet") and not r.get("provenance"):
+            if committed is None:
+                committed = _committed_in(path)
+            r["provenance"] = {"tinynet": committed}
+            if r.get("torch"):
+                r["provenance"]["torch"] = committed
+    return runs
+
+
+def _committed_in(path: str) -> str:
+    """``committed in <commit> (<date>)`` for a tracked file (runs recorded before runs
+    carried their provenance), else ``an earlier run``."""
+    try:
+        r = subprocess.run(["git", "-C", os.path.dirname(os.path.abspath(path)), "log", "-1",
+                            "--format=%h %cI", "--", os.path.basename(path)],
+                           capture_output=True, text=True, timeout=20, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return "an earlier run"
+    out = r.stdout.strip()
+    return f"committed in {out.split()[0]} ({out.split()[1]})" if r.returncode == 0 and out \
+        else "an earlier run"
 
 
 def save_partial(out_dir: str, name: str, runs: dict, quick: bool, seed: int) -> None:
@@ -446,6 +667,33 @@ def compute_seconds(runs: dict) -> float:
     return total
 
 
+def seed_spread(histories: list, epoch: int | None = None) -> str:
+    """:func:`spread` of the test accuracy after ``epoch`` (default: the last) over runs
+    from several seeds; diverged runs are counted apart (``diverged 1/3``)."""
+    accs, diverged = [], 0
+    for h in histories:
+        if h.get("stopped"):
+            diverged += 1
+            continue
+        acc = h["test_acc"][:epoch] if epoch else h["test_acc"]
+        accs.append(acc[-1] if acc else None)
+    parts = [spread(accs)] if accs else []
+    if diverged:
+        parts.append(f"diverged {diverged}/{len(histories)}")
+    return "; ".join(parts)
+
+
+def spread(values: list) -> str:
+    """``mean ± sd (min-max, n)`` of accuracies; sd is the sample standard deviation."""
+    v = [float(x) for x in values if x is not None and math.isfinite(float(x))]
+    if not v:
+        return "-"
+    if len(v) == 1:
+        return f"{v[0]:.2f} (n=1)"
+    a = np.asarray(v)
+    return f"{a.mean():.2f} ± {a.std(ddof=1):.2f} ({a.min():.2f}-{a.max():.2f}, n={len(v)})"
+
+
 # ----------------------------------------------------------------- formatting
 def fmt(v, digits: int = 2) -> str:
     """A number for a table: ``-`` for None, ``nan`` kept visible, else fixed digits."""
@@ -458,6 +706,16 @@ def fmt(v, digits: int = 2) -> str:
     if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
         return f"{int(v):,}"
     return f"{v:.{digits}f}"
+
+
+def hms(seconds: float) -> str:
+    """``1 h 02 min``, ``17 min 42 s`` or ``8 s``."""
+    s = round(seconds or 0)
+    if s >= 3600:
+        return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    if s >= 60:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s} s"
 
 
 def md_table(headers: list, rows: list) -> str:
@@ -517,21 +775,35 @@ def write_text(path: str, text: str) -> str:
 
 def machine() -> str:
     threads = os.environ.get("OMP_NUM_THREADS", "unset")
+    own = getattr(tinynet, "get_num_threads", None)
+    own = f", tinynet threads {own()}" if own else ""
     return (f"{platform.node()}: {platform.processor() or platform.machine()}, "
-            f"{os.cpu_count()} CPUs, OMP_NUM_THREADS={threads}, Python "
+            f"{os.cpu_count()} CPUs, OMP_NUM_THREADS={threads}{own}, Python "
             f"{platform.python_version()}, {tinynet.backend.name()}")
+
+
+QUICK_STAMP = "QUICK: a subset, few epochs; not a replication"
+
+
+def save_plot(fig, path: str, quick: bool = False) -> str:
+    """Write ``fig`` as PNG (atomically); a quick run's plot says QUICK in its corner."""
+    from tinynet.plot import save_figure
+    if quick:
+        fig.text(0.995, 0.005, QUICK_STAMP, ha="right", va="bottom", fontsize=9,
+                 color="red", fontweight="bold")
+    return save_figure(fig, path)
 
 
 def line_plot(path: str, series: list, xlabel: str, ylabel: str, title: str = "",
               logy: bool = False, logx: bool = False, hlines: list | None = None,
-              ylim: tuple | None = None) -> str:
+              ylim: tuple | None = None, quick: bool = False) -> str:
     """One axes: ``series`` is a list of ``(x, y, label, style)`` (style may be "");
-    ``ylim`` clips the y axis (points outside are off the plot; say so in the title)."""
+    ``ylim`` clips the y axis (points outside are off the plot; say so in the title);
+    ``quick`` stamps the plot QUICK."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from tinynet.plot import save_figure
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for x, y, label, style in series:
         y = [np.nan if v is None else v for v in y]
@@ -550,29 +822,72 @@ def line_plot(path: str, series: list, xlabel: str, ylabel: str, title: str = ""
         ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    save_figure(fig, path)
+    save_plot(fig, path, quick)
     return path
+
+
+def panels_plot(path: str, panels: list, xlabel: str, ylabel: str, title: str,
+                logy: bool = False, quick: bool = False, sharey: bool = True) -> str:
+    """Side-by-side axes: ``panels`` is a list of ``(panel title, series)`` or
+    ``(panel title, series, ylabel, logy)``, each series as in :func:`line_plot`."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2),
+                             sharey=sharey, squeeze=False)
+    for j, (ax, panel) in enumerate(zip(axes[0], panels)):
+        name, series = panel[0], panel[1]
+        label_y = panel[2] if len(panel) > 2 else (ylabel if j == 0 or not sharey else None)
+        for x, y, label, style in series:
+            ax.plot(x, [np.nan if v is None else v for v in y], style or "-", label=label,
+                    lw=1.2, ms=3)
+        if (panel[3] if len(panel) > 3 else logy):
+            ax.set_yscale("log")
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel(xlabel)
+        if label_y:
+            ax.set_ylabel(label_y)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    return save_plot(fig, path, quick)
+
+
+def quick_headings(table: str) -> str:
+    """Every markdown heading of a quick run's table starts with ``QUICK:``."""
+    return "\n".join(re.sub(r"^(#+ )", r"\1QUICK: ", line) if line.startswith("#") else line
+                     for line in table.splitlines()) + ("\n" if table.endswith("\n") else "")
 
 
 def finish(out_dir: str, name: str, title: str, table: str, runs: dict, files: list,
            summary: str, quick: bool, seed: int, seconds: float, notes: str = "") -> dict:
-    """Write ``table.md`` and ``histories.json``, print the table, return the result dict.
+    """Write ``table.md``, ``histories.json`` and ``meta.json``, print the table, return
+    the result dict.
 
     ``runs`` maps a run's key to whatever ``train_pair`` returned (or any JSON-able dict).
+    ``meta.json`` records the code's git commit, the machine, when the study finished,
+    the wall seconds of this invocation and the training seconds of all its runs
+    (whenever they ran: runs reused from an earlier invocation keep their own time).
     """
-    header = f"# {name.upper()}: {title}\n\n"
+    header = f"# {name.upper()}{' (QUICK)' if quick else ''}: {title}\n\n"
     if quick:
         header += ("**QUICK MODE**: a small subset and few epochs, to check that the study "
                    "runs; the numbers are not a replication.\n\n")
+        table = quick_headings(table)
     body = header + table + ("\n" + notes.strip() + "\n" if notes else "")
     table_path = write_text(os.path.join(out_dir, "table.md"), body)
     json_path = write_json(os.path.join(out_dir, "histories.json"),
                            {"study": name, "quick": quick, "seed": seed, "runs": runs})
     meta = {"study": name, "title": title, "quick": quick, "seed": seed,
-            "seconds": seconds, "train_seconds": compute_seconds(runs), "machine": machine(), "summary": summary,
+            "seconds": seconds, "train_seconds": compute_seconds(runs),
+            "code": code_version(), "machine": machine(), "summary": summary,
             "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
             "files": [os.path.basename(f) for f in files]}
     write_json(os.path.join(out_dir, "meta.json"), meta)
+    cache = checkpoint_dir(out_dir)
+    if os.path.isdir(cache) and not os.listdir(cache):
+        os.rmdir(cache)
     print(body, flush=True)
     say(summary)
     return {"table": body, "files": [table_path, json_path] + list(files), "summary": summary}

@@ -140,7 +140,7 @@ def run(out_dir: str, quick: bool = False, seed: int = 0, use_torch: bool = True
                            f"C{i}:"))
     path = os.path.join(out_dir, "grad_norms.png")
     common.line_plot(path, series, "SGD step", "global L2 norm of the gradient (log scale)",
-                     f"S3: gradient norm, first {steps} steps", logy=True)
+                     f"S3: gradient norm, first {steps} steps", logy=True, quick=quick)
     files.append(path)
     table = f"## Global gradient norm over the first {steps} steps\n\n"
     table += common.md_table(["model", "report", "tinynet first -> last", "tinynet range",
@@ -178,13 +178,13 @@ def run(out_dir: str, quick: bool = False, seed: int = 0, use_torch: bool = True
     common.line_plot(path, deep_series, "Linear layer (1 = next to the input)",
                      "mean |dL/dW| over the epoch (log scale)",
                      f"S3: {DEPTH} hidden layers of width {WIDTH}: sigmoid, ReLU, ReLU + He init",
-                     logy=True)
+                     logy=True, quick=quick)
     files.append(path)
     path = os.path.join(out_dir, "deep_traced_grad_norms.png")
     common.line_plot(path, traced_series, "Linear layer (1 = next to the input)",
                      "||dL/dW|| for one batch (log scale)",
                      f"S3: tinynet.trace of one batch, {DEPTH} hidden layers, at init",
-                     logy=True)
+                     logy=True, quick=quick)
     files.append(path)
     table += (f"\n## Mean |dL/dW| per layer, {DEPTH} hidden layers of width {WIDTH}, "
               f"epoch 1 ({n_deep} images, {depth_epochs} epoch(s))\n\n")

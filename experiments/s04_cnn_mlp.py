@@ -3,7 +3,9 @@
 SGD lr 0.001, batch 64, shuffled, 20 epochs: base MLP vs SimpleCNN, BN MLP vs ConvBN.
 Table: model, test accuracy (report / tinynet / twin), test loss, parameters, train
 time; plot of the global gradient norm over the first 100 steps of each model and of the
-test accuracy per epoch.
+test accuracy per epoch. Noise bars: each model is trained again with ``NOISE_SEEDS - 1``
+more seeds (other initial weights and batch order, tinynet only), and the table gives
+the mean, sample standard deviation and range of the test accuracy over the seeds.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ NAME = "s4"
 TITLE = "CNN vs MLP, Fashion-MNIST (SGD lr 0.001, 20 epochs)"
 EPOCHS = 20
 LR = 0.001
+NOISE_SEEDS = 3         # seeds seed, seed + 1, ... for the noise bars (2 in quick mode)
 CONFIGS = [  # key, builder, reported test accuracy
     ("base MLP", models.base_mlp, 78.46),
     ("SimpleCNN", models.simple_cnn, 81.15),
@@ -45,40 +48,62 @@ def run(out_dir: str, quick: bool = False, seed: int = 0, use_torch: bool = True
     train, test = common.dataset("fashion-mnist", quick)
     previous = common.previous_runs(out_dir, quick, seed)
     runs, rows, norm_series, acc_series = {}, [], [], []
+    ckpt = common.checkpoint_dir(out_dir)
+    n_seeds = 2 if quick else NOISE_SEEDS
+    available = []
     for i, (key, build, reported) in enumerate(CONFIGS):
         why = common.missing_layers(build)
         if why:
             common.say(f"S4: {key} unavailable: {why}")
-            rows.append([key, reported, "unavailable", "-", "-", "-", "-", "-"])
+            rows.append([key, reported, "unavailable", "-", "-", "-", "-", "-", "-"])
             continue
+        available.append((key, build))
         r = common.train_pair(key, build, ("sgd", LR), train, test, epochs, 64, True, seed,
-                              use_torch, device, grad_norm_steps=steps, previous=previous)
+                              use_torch, device, grad_norm_steps=steps, previous=previous,
+                              checkpoint_dir=ckpt)
         runs[key] = r
         common.save_partial(out_dir, NAME, runs, quick, seed)
-        h, th = r["tinynet"], r["torch"]
-        rows.append([key, reported, common.outcome(h), common.outcome(th),
-                     f"{h['test_loss'][-1]:.4f}", r["params"], f"{sum(h['seconds']):.0f}",
-                     f"{th['total_seconds']:.0f}" if th else "-"])
-        g = h["grad_norm"]
+        g = r["tinynet"]["grad_norm"]
         norm_series.append((list(range(1, len(g) + 1)), g, f"{key} (tinynet)", f"C{i}-"))
+        th = r["torch"]
         if th:
             norm_series.append((list(range(1, len(th["grad_norm"]) + 1)), th["grad_norm"],
                                 f"{key} (PyTorch twin)", f"C{i}:"))
+        h = r["tinynet"]
         acc_series.append((h["epoch"], h["test_acc"], key, f"C{i}o-"))
+    # noise bars: the same models from other seeds (tinynet only), after every twin
+    for key, build in available:
+        for s_ in range(seed + 1, seed + n_seeds):
+            runs[f"{key} seed {s_}"] = common.train_pair(
+                f"{key} seed {s_}", build, ("sgd", LR), train, test, epochs, 64, True, s_,
+                False, device, previous=previous, checkpoint_dir=ckpt)
+            common.save_partial(out_dir, NAME, runs, quick, seed)
+    for key, reported in ((k, rep) for k, _, rep in CONFIGS):
+        r = runs.get(key)
+        if r is None:
+            continue
+        h, th = r["tinynet"], r["torch"]
+        accs = [common.final(runs[k]["tinynet"]) for k in
+                [key] + [f"{key} seed {s_}" for s_ in range(seed + 1, seed + n_seeds)]]
+        rows.append([key, reported, common.outcome(h), common.spread(accs),
+                     common.outcome(th), f"{h['test_loss'][-1]:.4f}", r["params"],
+                     common.hms(h["total_seconds"]),
+                     common.hms(th["total_seconds"]) if th else "-"])
     files = []
     path = os.path.join(out_dir, "grad_norms.png")
     common.line_plot(path, norm_series, "SGD step", "global L2 norm of the gradient (log scale)",
-                     f"S4: gradient norm, first {steps} steps", logy=True)
+                     f"S4: gradient norm, first {steps} steps", logy=True, quick=quick)
     files.append(path)
     path = os.path.join(out_dir, "test_accuracy.png")
     common.line_plot(path, acc_series, "epoch", "test accuracy (%)",
-                     "S4: test accuracy per epoch")
+                     "S4: test accuracy per epoch", quick=quick)
     files.append(path)
     table = f"## After {epochs} epochs\n\n"
-    table += common.md_table(["model", "report acc", "tinynet acc", "PyTorch twin acc",
-                              "tinynet test loss", "parameters", "tinynet train s",
-                              "twin train s"], rows)
+    table += common.md_table(["model", "report acc", f"tinynet acc (seed {seed})",
+                              f"tinynet acc, {n_seeds} seeds: mean ± sd (range)",
+                              "PyTorch twin acc", "tinynet test loss", "parameters",
+                              "tinynet train time", "twin train time"], rows)
     summary = "S4 test accuracy: " + "; ".join(
-        f"{k} {common.outcome(r['tinynet'])}" for k, r in runs.items())
+        f"{r[0]} {r[2]} ({n_seeds} seeds {r[3]})" for r in rows)
     return common.finish(out_dir, NAME, TITLE, table, runs, files, summary, quick, seed,
                          time.perf_counter() - t0)

@@ -3,10 +3,10 @@
 Base MLP, 1 epoch, defaults lr 0.01, batch 64, ReLU, SGD, no shuffling (the reports are
 silent; PyTorch's DataLoader default). Sweeps, one setting changed at a time: batch
 {16, 32, 64, 128}; lr {0.1, 0.01, 0.001, 0.0001}; activation {relu, sigmoid, tanh, elu,
-leaky_relu}; Adam vs SGD at lr {0.01, 0.001, 0.0001}. Per-step training loss curves (one
-plot per sweep), test accuracy after the epoch, wall time per epoch (tinynet and twin;
-the machine is shared, so times are indicative only). Per-step accuracy curves are not
-drawn: ``fit`` records the per-step loss.
+leaky_relu}; Adam vs SGD at lr {0.01, 0.001, 0.0001}. Per-step training loss and
+accuracy curves (one plot per sweep: each step's batch loss and batch accuracy, before
+the step's update, as a moving average), test accuracy after the epoch, wall time per
+epoch (tinynet and twin; the machine is shared, so times are indicative only).
 """
 
 from __future__ import annotations
@@ -58,33 +58,42 @@ def run(out_dir: str, quick: bool = False, seed: int = 0, use_torch: bool = True
     previous = common.previous_runs(out_dir, quick, seed)
     runs, files, tables = {}, [], []
     for sweep, configs in SWEEPS.items():
-        rows, series = [], []
+        rows, loss_series, acc_series = [], [], []
         for i, (opt, lr, batch, act) in enumerate(configs):
             key = f"{opt}_lr{lr:g}_b{batch}_{act}"
             if key not in runs:
                 runs[key] = common.train_pair(
                     key, lambda act=act: models.base_mlp(act), (opt, lr), train, test, 1,
                     batch, False, seed, use_torch, device, previous=previous,
-                    config={"act": act})
+                    config={"act": act}, step_acc=True,
+                    checkpoint_dir=common.checkpoint_dir(out_dir))
                 common.save_partial(out_dir, NAME, runs, quick, seed)
             r = runs[key]
             h, th = r["tinynet"], r["torch"]
             rows.append([opt, f"{lr:g}", str(batch), act, common.outcome(h),
                          common.outcome(th), f"{h['train_loss'][-1]:.4f}",
-                         f"{h['seconds'][-1]:.1f}", f"{th['seconds'][-1]:.1f}" if th else "-"])
+                         f"{h['train_acc'][-1]:.2f}", f"{h['seconds'][-1]:.1f}",
+                         f"{th['seconds'][-1]:.1f}" if th else "-"])
             window = max(1, len(h["steps"]) // 50)
-            sm = _smooth(h["steps"], window)
+            label = f"{opt} lr {lr:g} batch {batch} {act}"
             # x in images seen, so batch sizes compare on one axis
-            x = [(j + window) * batch for j in range(len(sm))]
-            series.append((x, sm, f"{opt} lr {lr:g} batch {batch} {act}", f"C{i}-"))
+            for values, series in ((h["steps"], loss_series), (h["step_acc"], acc_series)):
+                sm = _smooth(values, window)
+                x = [(j + window) * batch for j in range(len(sm))]
+                series.append((x, sm, label, f"C{i}-"))
         path = os.path.join(out_dir, f"steps_{sweep}.png")
-        common.line_plot(path, series, "training images seen",
-                         "train loss per step (moving average, log scale)",
-                         f"S5: {sweep} sweep, one epoch of MNIST", logy=True)
+        common.panels_plot(path, [("training loss per step", loss_series,
+                                   "batch loss (moving average, log scale)", True),
+                                  ("training accuracy per step", acc_series,
+                                   "batch accuracy % (moving average)", False)],
+                           "training images seen", "", f"S5: {sweep} sweep, one epoch of MNIST "
+                           "(tinynet; moving average over 1/50 of the epoch)",
+                           quick=quick, sharey=False)
         files.append(path)
         tables.append(f"## Sweep: {sweep}\n\n" + common.md_table(
             ["optimizer", "lr", "batch", "activation", "tinynet test acc", "twin test acc",
-             "tinynet train loss", "tinynet s/epoch", "twin s/epoch"], rows))
+             "tinynet train loss", "tinynet train acc", "tinynet s/epoch", "twin s/epoch"],
+            rows))
     # train time vs batch size (report 004)
     bs = [r for r in SWEEPS["batch"]]
     keys = [f"{o}_lr{lr:g}_b{b}_{a}" for o, lr, b, a in bs]
@@ -95,7 +104,7 @@ def run(out_dir: str, quick: bool = False, seed: int = 0, use_torch: bool = True
                        "PyTorch twin", "C1s-"))
     path = os.path.join(out_dir, "time_vs_batch.png")
     common.line_plot(path, series, "batch size", "seconds per epoch (shared machine)",
-                     "S5: wall time of one epoch vs batch size", logx=True)
+                     "S5: wall time of one epoch vs batch size", logx=True, quick=quick)
     files.append(path)
     summary = "S5 one-epoch MNIST test accuracy: " + "; ".join(
         f"{k} {common.outcome(r['tinynet'])}" for k, r in runs.items())

@@ -59,13 +59,15 @@ def run(out_dir: str, quick: bool = False, seed: int = 0, use_torch: bool = True
     epochs = common.QUICK_EPOCHS if quick else EPOCHS
     common.say(f"S6: seed {seed}; {'QUICK MODE (subset, few epochs)' if quick else 'full'}; "
                f"SGD lr {LR}, batch 64, no shuffle, {epochs} epochs")
-    train, test = common.dataset("cifar10-jpeg", quick)
+    source = common.cifar_name()
+    train, test = common.dataset("cifar10", quick)
     previous = common.previous_runs(out_dir, quick, seed)
     runs, rows, loss_series, acc_series = {}, [], [], []
     for i, (key, init) in enumerate(INITS.items()):
         r = common.train_pair(key, models.cifar_mlp_small, ("sgd", LR), train, test, epochs,
                               64, False, seed, use_torch, device, init=init,
-                              previous=previous, config={"init": key})
+                              previous=previous, config={"init": key},
+                              checkpoint_dir=common.checkpoint_dir(out_dir))
         runs[key] = r
         common.save_partial(out_dir, NAME, runs, quick, seed)
         h, th = r["tinynet"], r["torch"]
@@ -84,10 +86,10 @@ def run(out_dir: str, quick: bool = False, seed: int = 0, use_torch: bool = True
     common.line_plot(files[0], loss_series, "epoch", "cross-entropy loss",
                      "S6: loss, Normal N(0,1) vs Glorot uniform init" +
                      (f"\n(off the scale: {'; '.join(off)})" if off else ""),
-                     hlines=[(2.302585, "log(10): chance")], ylim=(0.8, 2.6))
+                     hlines=[(2.302585, "log(10): chance")], ylim=(0.8, 2.6), quick=quick)
     common.line_plot(files[1], acc_series, "epoch", "accuracy (%)",
-                     "S6: accuracy, Normal N(0,1) vs Glorot uniform init")
-    table = f"## {epochs} epochs, CIFAR-10 (JPEG copy)\n\n"
+                     "S6: accuracy, Normal N(0,1) vs Glorot uniform init", quick=quick)
+    table = f"## {epochs} epochs, {common.data_label(source)}\n\n"
     table += common.md_table(["init", "report", "tinynet train loss epoch 1",
                               f"tinynet train loss epoch {epochs}",
                               f"twin train loss epoch {epochs}", "tinynet test acc",

@@ -22,7 +22,7 @@ float64, so the float32 minimum sits at a larger eps. The report got a broken cu
 The PyTorch twin (when torch is installed) gives a third value of the same 100 gradients
 in float64, so backprop itself is checked independently of any eps.
 
-Run on its own: ``python -m experiments.s08_fd --out results/s8 [--quick]``.
+Run on its own: ``python -m experiments.s08_fd [--quick]`` (into ``runs/experiments/s8``).
 """
 
 from __future__ import annotations
@@ -128,12 +128,10 @@ def minimum(errors: dict) -> tuple[int, float]:
     return n, errors[n]
 
 
-def plot(path: str, results: dict, title: str) -> str:
+def plot(path: str, results: dict, title: str, quick: bool = False) -> str:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from tinynet.plot import save_figure
 
     fig, ax = plt.subplots(figsize=(8, 5.5))
     eps = np.array([1.0 / n for n in NS])
@@ -169,7 +167,7 @@ def plot(path: str, results: dict, title: str) -> str:
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(True, which="major", alpha=0.3)
-    return save_figure(fig, path)
+    return common.save_plot(fig, path, quick)
 
 
 def run(out_dir: str, quick: bool = False, seed: int = 0, use_torch: bool = True,
@@ -238,7 +236,7 @@ def run(out_dir: str, quick: bool = False, seed: int = 0, use_torch: bool = True
                   f"weights: max abs difference {twin_diff:.2e}.")
     title = (f"S8: central differences vs backprop, base MLP ({steps} steps), "
              f"{P} weights of {LAYER}.weight")
-    png = plot(os.path.join(out_dir, "fd_error.png"), results, title)
+    png = plot(os.path.join(out_dir, "fd_error.png"), results, title, quick)
     summary = (f"S8: the error of central differences is a V in both dtypes, smallest at "
                f"eps = {1.0 / mins['float32'][0]:.0e} in float32 ({mins['float32'][1]:.1e}) and "
                f"at eps = {1.0 / mins['float64'][0]:.0e} in float64 ({mins['float64'][1]:.1e})"
@@ -258,7 +256,9 @@ def run(out_dir: str, quick: bool = False, seed: int = 0, use_torch: bool = True
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m experiments.s08_fd", description=TITLE)
-    ap.add_argument("--out", default=os.path.join("results", "s8"))
+    ap.add_argument("--out", default=os.path.join("runs", "experiments", "s8"),
+                    help="output folder (default: runs/experiments/s8; the committed results "
+                         "are in results/s8)")
     ap.add_argument("--quick", action="store_true", help=f"{STEPS_QUICK} training steps on "
                     "a subset (the FD sweep itself is always complete)")
     ap.add_argument("--seed", type=int, default=0)

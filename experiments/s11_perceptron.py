@@ -135,7 +135,7 @@ def run(out_dir: str, quick: bool = False, seed: int = 0, use_torch: bool = True
     table += common.md_table(["epoch", "updates (mistakes)", "tinynet accuracy",
                               "twin accuracy", "tinynet w, b", "twin w, b"], rows)
     path = os.path.join(out_dir, "decision.png")
-    _decision_plot(path, x, y, history["w"][-1], w0)
+    _decision_plot(path, x, y, history["w"][-1], w0, quick)
     runs = {"perceptron": {"label": "perceptron", "tinynet": history, "torch": th,
                            "initial": {"w": w0[0], "b": w0[1]}}}
     summary = (f"S11: after {EPOCHS} epochs the perceptron classifies "
@@ -145,12 +145,11 @@ def run(out_dir: str, quick: bool = False, seed: int = 0, use_torch: bool = True
                          time.perf_counter() - t0)
 
 
-def _decision_plot(path: str, x, y, wb, w0) -> str:
+def _decision_plot(path: str, x, y, wb, w0, quick: bool = False) -> str:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from tinynet.plot import save_figure
     fig, ax = plt.subplots(figsize=(6, 5))
     lo, hi = x.min(0) - 0.5, x.max(0) + 0.5
     gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], 200), np.linspace(lo[1], hi[1], 200))
@@ -170,4 +169,4 @@ def _decision_plot(path: str, x, y, wb, w0) -> str:
     ax.set_ylabel("x2")
     ax.set_title("S11: perceptron decision regions (3 epochs, lr 0.001)")
     ax.legend(fontsize=8)
-    return save_figure(fig, path)
+    return common.save_plot(fig, path, quick)

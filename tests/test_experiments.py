@@ -1,11 +1,16 @@
 """The studies in ``experiments/``: every study's ``--quick`` run produces its table, JSON and
-plots; the runner lists and resolves studies; runs repeat exactly; the PyTorch twin
-agrees with tinynet; finished runs are reused only when their settings match."""
+plots, all marked QUICK; the runner lists and resolves studies and writes nothing tracked
+unless asked; runs repeat exactly, resume after an interruption and are reused only when
+their settings match; the PyTorch twin agrees with tinynet; the studies' helpers
+(parameter formulas, JPEG quality, seed spreads, head tuning, the report's times)."""
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import tarfile
 
 import numpy as np
 import pytest
@@ -36,11 +41,17 @@ def _study_params():
 
 
 @pytest.mark.parametrize("name", _study_params())
-def test_quick_run_writes_table_json_and_plots(name, data_env, tmp_path, capsys):
+def test_quick_run_writes_table_json_and_plots(name, data_env, tmp_path, capsys, monkeypatch):
     mod = registry.load_study(name)
     if mod is None:
         pytest.skip(f"experiments/{registry.STUDIES[name]}.py does not exist yet")
     assert mod.NAME == name and isinstance(mod.TITLE, str) and mod.TITLE
+    saved, real_save = {}, common.save_plot
+
+    def spy(fig, path, quick=False):
+        saved[os.path.abspath(path)] = quick
+        return real_save(fig, path, quick)
+    monkeypatch.setattr(common, "save_plot", spy)
     out_dir = tmp_path / name
     result = mod.run(str(out_dir), quick=True, seed=0, use_torch=_has_torch())
     assert set(result) >= {"table", "files", "summary"}
@@ -48,8 +59,12 @@ def test_quick_run_writes_table_json_and_plots(name, data_env, tmp_path, capsys)
     table = (out_dir / "table.md").read_text()
     assert "|---" in table, "table.md holds no markdown table"
     assert table == result["table"]
+    headings = [line for line in table.splitlines() if line.startswith("#")]
+    assert headings and all("QUICK" in line for line in headings), headings
     pngs = [f for f in result["files"] if f.endswith(".png")]
     assert pngs, f"{name} wrote no plot"
+    for f in pngs:   # every plot went through save_plot and was stamped QUICK
+        assert saved.get(os.path.abspath(f)) is True, f"{f} not marked QUICK"
     for f in result["files"]:
         assert os.path.isfile(f), f"{name} lists {f} but did not write it"
     for f in pngs:
@@ -63,6 +78,7 @@ def test_quick_run_writes_table_json_and_plots(name, data_env, tmp_path, capsys)
         assert hist["quick"] is True and hist["seed"] == 0 and hist["runs"]
         meta = json.loads((out_dir / "meta.json").read_text())
         assert meta["quick"] is True and meta["seconds"] > 0 and meta["machine"]
+        assert meta["code"] and meta["finished"]
     if name == "s1" and _has_torch():
         _check_twin_agrees(hist["runs"])
 
@@ -186,8 +202,226 @@ def test_simplecnn_seeds_summary_tabulates_both_frameworks(tmp_path):
         common.write_json(str(tmp_path / f"{name}.json"),
                           {"framework": name, "machine": "m", "threads": 1, "date": "d",
                            "runs": runs})
-    text = open(ss.summarize(str(tmp_path))).read()
+    with open(ss.summarize(str(tmp_path))) as f:
+        text = f.read()
     assert "| tinynet | 3 | 83.00 | 82.67 |" in text
     assert "| torch | 3 | 82.50 | 82.17 |" in text
     assert "2/3" in text and "Mann-Whitney U (tinynet vs PyTorch) = 5.0" in text
     assert "| 2 | 84.00 | 79.00 |" in text
+
+
+def test_interrupted_run_resumes_from_its_epoch_checkpoint(tmp_path, monkeypatch, capsys):
+    """A run stopped in its third epoch resumes after its second and ends exactly as an
+    uninterrupted run: same weights, optimizer state, data order and histories."""
+    import tinynet
+    from tinynet import models
+    train, test = _tiny_data()
+    kw = {"batch_size": 32, "shuffle": True, "seed": 5, "use_torch": False,
+          "grad_norm_steps": 6, "step_acc": True}
+    build = lambda: models.mlp(784, (16,), batchnorm=True)  # a 0-d buffer too
+    ref = common.train_pair("r", build, ("adam", 0.01), train, test, 4, **kw)
+    ckpt = tmp_path / "cache"
+    real_fit, calls = tinynet.fit, []
+
+    def failing_fit(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_fit(*args, **kwargs)
+    monkeypatch.setattr(tinynet, "fit", failing_fit)
+    with pytest.raises(KeyboardInterrupt):
+        common.train_pair("r", build, ("adam", 0.01), train, test, 4, checkpoint_dir=str(ckpt),
+                          **kw)
+    assert os.listdir(ckpt) == ["r.npz"]
+    monkeypatch.setattr(tinynet, "fit", real_fit)
+    capsys.readouterr()
+    again = common.train_pair("r", build, ("adam", 0.01), train, test, 4,
+                              checkpoint_dir=str(ckpt), **kw)
+    assert "resumed" in capsys.readouterr().out
+    for key in ("epoch", "steps", "step_acc", "grad_norm", "train_loss", "test_acc"):
+        assert again["tinynet"][key] == ref["tinynet"][key], key
+    assert len(ref["tinynet"]["step_acc"]) == len(ref["tinynet"]["steps"]) == 4 * 4
+    assert os.listdir(ckpt) == []          # removed once the run is finished
+    # a checkpoint of other settings is not resumed
+    with pytest.raises(KeyboardInterrupt):
+        monkeypatch.setattr(tinynet, "fit", failing_fit)
+        calls.clear()
+        common.train_pair("r", build, ("adam", 0.01), train, test, 4,
+                          checkpoint_dir=str(ckpt), **kw)
+    monkeypatch.setattr(tinynet, "fit", real_fit)
+    capsys.readouterr()
+    other = common.train_pair("r", build, ("adam", 0.02), train, test, 4,
+                              checkpoint_dir=str(ckpt), **kw)
+    out = capsys.readouterr().out
+    assert "resumed" not in out and "other settings" in out
+    assert other["tinynet"]["steps"] != ref["tinynet"]["steps"]
+
+
+def test_missing_twin_alone_is_trained_from_the_same_start(capsys):
+    torch = pytest.importorskip("torch", reason="the twin needs torch")  # noqa: F841
+    from tinynet import models
+    train, test = _tiny_data()
+    build = lambda: models.mlp(784, (16,))
+    alone = common.train_pair("a", build, ("sgd", 0.1), train, test, 2, use_torch=False)
+    previous = {"a": common._clean(dict(alone, provenance={"tinynet": "earlier"}))}
+    capsys.readouterr()
+    both = common.train_pair("a", build, ("sgd", 0.1), train, test, 2, use_torch=True,
+                             previous=previous)
+    assert "training its PyTorch twin" in capsys.readouterr().out
+    assert both["tinynet"]["steps"] == previous["a"]["tinynet"]["steps"]   # not retrained
+    assert both["provenance"]["tinynet"] == "earlier" and both["provenance"]["torch"]
+    assert both["twin_start"]["relative_difference"] < 1e-5
+    np.testing.assert_allclose(both["torch"]["steps"], alone["tinynet"]["steps"], rtol=1e-4)
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _git_status() -> str | None:
+    try:
+        r = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=all"],
+                           capture_output=True, text=True, timeout=60, check=False)
+    except OSError:
+        return None
+    return r.stdout if r.returncode == 0 else None
+
+
+def test_a_run_without_record_leaves_the_checkout_as_it_was(data_env, tmp_path):
+    """The command line's default output is runs/experiments (git-ignored): a quick study
+    run from the repository's root changes no tracked file and adds no untracked one."""
+    before = _git_status()
+    if before is None:
+        pytest.skip("not a git checkout")
+    env = dict(os.environ, TINYNET_DATA=data_env, TINYNET_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, "-m", "experiments", "s11", "--quick", "--no-torch"],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+                       check=False)
+    assert r.returncode == 0, r.stderr
+    assert "runs/experiments/s11" in r.stdout
+    assert os.path.isfile(os.path.join(REPO, "runs", "experiments", "s11", "table.md"))
+    assert _git_status() == before
+
+
+def test_record_writes_results_and_refuses_quick(capsys, monkeypatch, tmp_path):
+    import experiments.__main__ as cli
+    assert cli.DEFAULT_OUT == os.path.join("runs", "experiments")
+    assert cli.RESULTS == os.path.join(REPO, "results")
+    assert main(["s11", "--quick", "--record"]) == 2
+    assert "not recorded" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:   # --record and --out are exclusive
+        main(["s11", "--record", "--out", str(tmp_path)])
+    assert e.value.code == 2
+
+
+def test_save_plot_stamps_quick_in_the_corner(monkeypatch, tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import tinynet.plot
+    seen = []
+    monkeypatch.setattr(tinynet.plot, "save_figure",
+                        lambda fig, path: seen.append([t.get_text() for t in fig.texts]))
+    for quick in (True, False):
+        fig, _ = plt.subplots()
+        common.save_plot(fig, str(tmp_path / "a.png"), quick)
+        plt.close(fig)
+    assert any("QUICK" in t for t in seen[0]) and not any("QUICK" in t for t in seen[1])
+
+
+def test_quick_headings_marks_every_heading():
+    text = "## A\n\n| x |\n|---|\n\n### B\nplain # not a heading\n"
+    assert common.quick_headings(text) == ("## QUICK: A\n\n| x |\n|---|\n\n### QUICK: B\n"
+                                           "plain # not a heading\n")
+
+
+def test_report_headline_is_the_training_time_of_all_runs(tmp_path):
+    from experiments import report
+    folder = tmp_path / "s6"
+    folder.mkdir()
+    (folder / "table.md").write_text("## t\n\n| a |\n|---|\n| 1 |\n")
+    common.write_json(str(folder / "meta.json"),
+                      {"study": "s6", "title": "T", "quick": False, "seed": 0, "seconds": 3.2,
+                       "train_seconds": 1062.0, "code": "abc123", "machine": "m",
+                       "summary": "s", "finished": "2026", "files": []})
+    with open(report.write_report(str(tmp_path))) as f:
+        text = f.read()
+    row = next(line for line in text.splitlines() if line.startswith("| s6 |"))
+    assert "**17 min 42 s**" in row and "| 3 s |" in row and "abc123" in row
+    assert report.study_time({"seconds": 13.0, "train_seconds": 7.0}) == 13.0
+    assert common.hms(3725) == "1 h 02 min" and common.hms(59.6) == "1 min 00 s"
+
+
+def test_seed_spread_counts_diverged_runs_apart():
+    h = [{"test_acc": [80.0, 87.0]}, {"test_acc": [81.0, 87.5]},
+         {"test_acc": [10.0], "stopped": "nan"}]
+    assert common.seed_spread(h) == "87.25 ± 0.35 (87.00-87.50, n=2); diverged 1/3"
+    assert common.seed_spread(h, epoch=1) == "80.50 ± 0.71 (80.00-81.00, n=2); diverged 1/3"
+    assert common.spread([1.0]) == "1.00 (n=1)" and common.spread([]) == "-"
+
+
+def test_s2_formulas_and_budget_shapes():
+    import tinynet
+    from experiments import s02_width_depth as s2
+    from tinynet import models
+    for m, k in ((512, 2), (100, 5), (7, 1)):
+        built = tinynet.count_parameters(models.mlp(784, (m,) * k))
+        assert s2.uniform_mlp_params(784, m, k) == built
+        assert s2.report_004_params(784, m, k) == built - m     # the missing biases
+    for ratios in s2.SHAPES.values():
+        widths = s2.widths_for_budget(ratios, s2.BUDGET)
+        assert [w // widths[ratios.index(1)] for w in widths] == list(ratios)
+        n = tinynet.count_parameters(s2.budget_mlp(widths, 0.2))
+        assert n == s2.mlp_params(widths) and abs(n - s2.BUDGET) < 0.01 * s2.BUDGET
+        bigger = tuple(w + r for w, r in zip(widths, ratios))    # the next scale is farther
+        assert abs(s2.mlp_params(bigger) - s2.BUDGET) >= abs(n - s2.BUDGET)
+
+
+def test_s7_reads_the_jpeg_quality_and_reencodes(tmp_path):
+    from PIL import Image
+
+    from experiments import s07_grid as s7
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    for q in (75, 30):
+        jpg = tmp_path / "x.jpg"
+        Image.fromarray(img).save(jpg, quality=q)
+        with tarfile.open(tmp_path / f"c{q}.tar.gz", "w:gz") as tar:
+            tar.add(jpg, arcname="train/cat/0001.jpg")
+        assert s7.jpeg_quality(str(tmp_path / f"c{q}.tar.gz")) == (q, "4:2:0")
+    smooth = np.repeat(np.linspace(0, 255, 32, dtype=np.uint8)[None, :, None], 32, 0)
+    images = np.stack([np.broadcast_to(smooth, (32, 32, 3))] * 2)
+    hi, lo = s7.reencode(images, 90), s7.reencode(images, 10)
+    assert hi.shape == images.shape and hi.dtype == np.uint8
+    assert s7.psnr(images, hi) > s7.psnr(images, lo) and s7.psnr(images, images) == float("inf")
+
+
+def test_s10_head_tuning_chooses_on_validation_only():
+    from experiments import s10_autoencoder as s10
+    from tinynet import Linear, Sequential
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    tuned = s10.tune_head("t", lambda: Sequential(Linear(4, 2)), (x[:400], y[:400]),
+                          (x[400:500], y[400:500]), (x[500:], y[500:]), (0.5, 1e-6), 3, 0)
+    best = tuned["best"]
+    assert best["lr"] == 0.5 and best["val_acc"] > 90
+    g = tuned["grid"]["0.5"]
+    j = g["epoch"].index(best["epoch"])
+    assert best["val_acc"] == max(g["val_acc"]) == g["val_acc"][j]
+    assert best["test_acc"] == g["test_acc"][j]
+
+
+def test_cifar_source_falls_back_to_the_official_archive(tmp_path, monkeypatch):
+    monkeypatch.setenv("TINYNET_DATA", str(tmp_path))
+    monkeypatch.setenv("TINYNET_CACHE", str(tmp_path / "cache"))
+    import tinynet.data.datasets as ds
+    monkeypatch.setattr(ds, "SYSTEM_DIR", str(tmp_path / "none"))
+    monkeypatch.setattr(common, "cifar_source", "auto")
+    assert common.cifar_name() == "cifar10"
+    (tmp_path / "cifar10-jpeg").mkdir()
+    (tmp_path / "cifar10-jpeg" / "cifar10-jpeg.tar.gz").write_bytes(b"")
+    assert common.cifar_name() == "cifar10-jpeg"
+    monkeypatch.setattr(common, "cifar_source", "official")
+    assert common.cifar_name() == "cifar10"
+    assert common.data_label("cifar10") == "CIFAR-10 (official)"

@@ -121,6 +121,21 @@ def kernels(request):
         yield request.param
 
 
+def recording_kernels(monkeypatch) -> list:
+    """Every Tanh forward appends the kernel set in force to the returned list."""
+    import tinynet
+    from tinynet.layers import activation
+    seen = []
+    original = activation.Tanh.forward
+
+    def forward(self, x):
+        seen.append(tinynet.get_kernels())
+        return original(self, x)
+
+    monkeypatch.setattr(activation.Tanh, "forward", forward)
+    return seen
+
+
 @pytest.fixture
 def torch():
     """The torch module; the test is skipped when torch is not installed."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import recording_kernels
 
 import tinynet
 import tinynet.cli
@@ -333,21 +334,8 @@ def test_report_table_fits_100_columns_and_the_full_one_has_every_column():
     assert "analytic" in full and "numeric" in full and "max abs" in full
 
 
-def _recording_kernels(monkeypatch) -> list:
-    """Every Tanh forward appends the kernel set in force to the returned list."""
-    seen = []
-    original = activation.Tanh.forward
-
-    def forward(self, x):
-        seen.append(tinynet.get_kernels())
-        return original(self, x)
-
-    monkeypatch.setattr(activation.Tanh, "forward", forward)
-    return seen
-
-
 def test_kernels_argument_is_in_force_while_checking(monkeypatch):
-    seen = _recording_kernels(monkeypatch)
+    seen = recording_kernels(monkeypatch)
     x, t = _data()
     for kernels in ("reference", "fast"):
         seen.clear()
@@ -379,7 +367,7 @@ def test_command_passes_and_prints_one_table(capsys, tmp_path):
 
 
 def test_command_runs_on_the_kernels_asked_for(capsys, tmp_path, monkeypatch):
-    seen = _recording_kernels(monkeypatch)
+    seen = recording_kernels(monkeypatch)
     assert suite.main(["--only", "Tanh", "--kernels", "reference",
                        "--out", str(tmp_path / "t.txt")]) == 0
     assert "reference kernels" in capsys.readouterr().out

@@ -14,6 +14,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import recording_kernels
 
 import tinynet
 from tinynet import parity
@@ -335,23 +336,10 @@ def test_report_tables_fit_100_columns_by_wrapping_long_checks():
     assert any(len(line) > 100 and long_case in line for line in full.splitlines())
 
 
-def _recording_kernels(monkeypatch) -> list:
-    """Every Tanh forward appends the kernel set in force to the returned list."""
-    seen = []
-    original = activation.Tanh.forward
-
-    def forward(self, x):
-        seen.append(tinynet.get_kernels())
-        return original(self, x)
-
-    monkeypatch.setattr(activation.Tanh, "forward", forward)
-    return seen
-
-
 def test_kernels_argument_is_in_force_while_checking(torch, monkeypatch):
     """``kernels=`` puts that set in force around tinynet's side; None leaves the one in
     force (the global setting or an enclosing ``use_kernels``)."""
-    seen = _recording_kernels(monkeypatch)
+    seen = recording_kernels(monkeypatch)
     tinynet.manual_seed(0)
     model = tinynet.Sequential(tinynet.Linear(4, 3), tinynet.Tanh(), tinynet.Linear(3, 2))
     x = np.random.default_rng(0).standard_normal((5, 4))
@@ -388,7 +376,7 @@ def test_command_layers_pass(torch, capsys, tmp_path):
 
 
 def test_command_runs_on_the_kernels_asked_for(torch, capsys, monkeypatch, tmp_path):
-    seen = _recording_kernels(monkeypatch)
+    seen = recording_kernels(monkeypatch)
     assert parity.main(["--skip", "models", "--skip", "trajectories", "--threads", "1",
                         "--kernels", "reference", "--out", str(tmp_path / "t.txt")]) == 0
     assert capsys.readouterr().out.startswith("tinynet parity: reference kernels;")

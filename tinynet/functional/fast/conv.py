@@ -30,7 +30,7 @@ import numpy
 from ...backend import get_array_module
 from .. import conv as reference
 from ..conv import conv_output_size, pair
-from .threads import parallel_for
+from .threads import parallel_for, sum_over_ranges
 
 
 def _windows(xpad, kernel_size: tuple[int, int], stride: tuple[int, int],
@@ -305,26 +305,19 @@ def conv2d_backward(dy, cache, input_grad: bool = True):
     dx, dx_run = (_input_grad(dy2, wmat, x_shape, kernel, stride, padding) if input_grad
                   else (None, None))
     ones = xp.ones((dy2.shape[0],), dtype=dy2.dtype) if has_bias else None
-    partials: dict[int, tuple] = {}
 
-    def run(start: int, stop: int) -> None:       # the samples [start, stop)
+    def run(start: int, stop: int) -> tuple:       # the samples [start, stop)
         r = slice(start * rows, stop * rows)
-        partials[start] = (cols[r].T @ dy2[r],                        # (K, O)
-                           ones[r] @ dy2[r] if has_bias else None)    # (O,)
         if dx_run is not None:
             dx_run(start, stop)
+        return (cols[r].T @ dy2[r],                                   # (K, O)
+                ones[r] @ dy2[r] if has_bias else None)               # (O,)
 
     if n == 0:
         dwmat_t = xp.zeros((cols.shape[1], o), dtype=dy2.dtype)
         db = xp.zeros((o,), dtype=dy2.dtype) if has_bias else None
     else:
-        parallel_for(xp, n, run)
-        parts = [partials[s] for s in sorted(partials)]
-        dwmat_t, db = parts[0]
-        for dw_part, db_part in parts[1:]:
-            dwmat_t = dwmat_t + dw_part
-            if has_bias:
-                db = db + db_part
+        dwmat_t, db = sum_over_ranges(xp, n, run, grain=1)
     dw = xp.ascontiguousarray(dwmat_t.T.reshape(o, kh, kw, c).transpose(0, 3, 1, 2))
     return dx, dw, db
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ...backend import get_array_module
 from .. import linear as reference
-from .threads import MATMUL_GRAIN, in_region, matmul, parallel_for
+from .threads import MATMUL_GRAIN, in_region, matmul, sum_over_ranges
 
 
 def linear_forward(x, weight, bias=None):
@@ -35,24 +35,16 @@ def linear_backward(dy, cache, input_grad: bool = True):
     xp = get_array_module(dy)
     n = dy.shape[0]
     dx = xp.empty((n, weight.shape[1]), dtype=dy.dtype) if input_grad else None
-    partials: dict[int, tuple] = {}
 
-    def run(start: int, stop: int) -> None:
+    def run(start: int, stop: int) -> tuple:
         g = dy[start:stop]
-        partials[start] = (g.T @ x[start:stop],
-                           xp.ones((stop - start,), dtype=dy.dtype) @ g if has_bias else None)
         if dx is not None:
             xp.matmul(g, weight, out=dx[start:stop])
+        return g.T @ x[start:stop], \
+            (xp.ones((stop - start,), dtype=dy.dtype) @ g if has_bias else None)
 
     if n == 0:
         return dx, xp.zeros(weight.shape, dtype=dy.dtype), \
             (xp.zeros((weight.shape[0],), dtype=dy.dtype) if has_bias else None)
-    grain = max(1, MATMUL_GRAIN // max(1, weight.size))
-    parallel_for(xp, n, run, grain)
-    parts = [partials[s] for s in sorted(partials)]
-    dw, db = parts[0]
-    for dw_part, db_part in parts[1:]:
-        dw = dw + dw_part
-        if has_bias:
-            db = db + db_part
+    dw, db = sum_over_ranges(xp, n, run, grain=max(1, MATMUL_GRAIN // max(1, weight.size)))
     return dx, dw, db

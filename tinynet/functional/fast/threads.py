@@ -209,8 +209,9 @@ def column_sums(a):
 
 
 def sum_over_ranges(xp, n: int, fn: Callable[[int, int], Any], grain: int):
-    """``fn(start, stop)`` per range of ``[0, n)`` (n > 0), the results added in range
-    order, so the sum depends only on the sizes and the thread count."""
+    """``fn(start, stop)`` per range of ``[0, n)`` (n > 0), the results (an array, or a
+    tuple of arrays and Nones) added in range order, so the sum depends only on the sizes
+    and the thread count."""
     partials: dict[int, Any] = {}
 
     def run(start: int, stop: int) -> None:
@@ -220,8 +221,14 @@ def sum_over_ranges(xp, n: int, fn: Callable[[int, int], Any], grain: int):
     parts = [partials[s] for s in sorted(partials)]
     total = parts[0]
     for part in parts[1:]:
-        total = total + part
+        total = _add(total, part)
     return total
+
+
+def _add(a, b):
+    if isinstance(a, tuple):
+        return tuple(_add(u, v) for u, v in zip(a, b, strict=True))
+    return None if a is None else a + b
 
 
 def matmul(a, b):

@@ -29,7 +29,6 @@ import benchmarks  # first: sets CUPY_TF32=0 before tinynet imports cupy
 def _parser(prog: str = "tinynet bench") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Time tinynet against PyTorch side by side: layers (forward, backward, "
                     "both) and whole training steps, interleaved, after warm-up, with a "
                     "pause before every timed block (also: python -m benchmarks).",

@@ -6,7 +6,9 @@ if they were ever unpickled, ``.npy`` headers that claim terabytes, duplicate an
 non-array members. ``tinynet.load`` must either raise :class:`tinynet.DataError`
 naming the file, or (for a flip in a part of the zip nobody reads, e.g. a
 timestamp) return exactly the arrays that were saved. Crashers found while writing
-these tests are kept as ``@example`` cases and named tests below.
+these tests are kept as ``@example`` cases and named tests below, and small ones as
+``tests/corpus/checkpoint-*`` files, which ``test_fuzz_readers.test_replay_corpus``
+loads again on every run.
 """
 
 from __future__ import annotations

@@ -288,3 +288,11 @@ def test_bad_probabilities_and_rates_name_the_argument():
             tinynet.Dropout(p)
     with pytest.raises(tinynet.ArgumentError, match="lr"):
         tinynet.SGD(Linear(2, 2).parameters(), lr=float("nan"))
+
+
+def test_fit_on_no_samples_is_a_clear_error():
+    model = Sequential(Flatten(), Linear(4, 3))
+    with pytest.raises(tinynet.ArgumentError, match="holds no samples"):
+        tinynet.fit(model, CrossEntropyLoss(), tinynet.SGD(model.parameters(), lr=0.1),
+                    (np.zeros((0, 2, 2), np.uint8), np.zeros(0, np.int64)), progress=False,
+                    log=None)

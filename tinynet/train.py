@@ -231,6 +231,9 @@ def _fit(model, loss_fn, optimizer, train, test, epochs, batch_size, shuffle, se
 
     device = model_device(model)
     loader = _as_loader(train, batch_size, shuffle, seed, device)
+    if len(loader) == 0:
+        raise ArgumentError("fit: the training data holds no samples; expected at least one "
+                            "(images, labels) pair")
     history: History = {"epoch": [], "train_loss": [], "train_acc": [], "test_loss": [],
                         "test_acc": [], "seconds": [], "steps": [], "stopped": None}
     say = log or (lambda s: None)

@@ -98,6 +98,17 @@ def xp(request) -> Backend:
     return Backend(request.param)
 
 
+@pytest.fixture(params=[
+    "strict",
+    pytest.param("cupy", marks=pytest.mark.skipif(_CUPY_SKIP is not None,
+                                                  reason=_CUPY_SKIP or "")),
+])
+def device_xp(request) -> Backend:
+    """The array backends other than NumPy (the strict stand-in, CuPy when present), for
+    tests that compare a run there with the same run on NumPy."""
+    return Backend(request.param)
+
+
 # Read once at import: tests that isolate themselves delete TINYNET_DATA with monkeypatch,
 # possibly before this fixture runs, and must still find the shared files.
 _SHARED_DATA = os.path.abspath(

@@ -261,3 +261,47 @@ def test_an_mlp_runs_the_one_thread_code_and_a_cnn_uses_the_threads(monkeypatch)
             assert bool(handed) is expect and bool(limited) is expect, name
     finally:
         tinynet.set_num_threads(old)
+
+
+# ----------------------------------------------------------------------------- one code path
+@pytest.mark.parametrize("case", parity.layer_cases(), ids=lambda c: c.name)
+def test_every_layer_configuration_runs_unchanged_on_another_array_module(case, device_xp,
+                                                                         kernels):
+    """Each layer case on NumPy, on the strict stand-in for CuPy (arrays that refuse any
+    implicit host conversion) and on CuPy when present: the same numbers."""
+    xp = device_xp
+    tinynet.manual_seed(0)
+    model = case.build().double().eval()
+    x, target = case.batch()
+    host = _run(model, x, target, tinynet.MSELoss(), kernels)
+    device_model = xp.to(copy.deepcopy(model))
+    with tinynet.use_kernels(kernels):
+        y = device_model(xp.asarray(x))
+        loss_fn = tinynet.MSELoss()
+        loss_fn(y, xp.asarray(target))
+        dx = device_model.backward(loss_fn.backward())
+    assert _rel(host["output"], xp.asnumpy(y)) <= TOL
+    assert _rel(host["dL/dx"], xp.asnumpy(dx)) <= TOL
+    for key, p in device_model.named_parameters():
+        assert _rel(host[f"grad {key}"], xp.asnumpy(p.grad)) <= TOL, key
+
+
+@pytest.mark.parametrize("case", __import__("tinynet.parity.losses", fromlist=["x"])
+                         .loss_cases(), ids=lambda c: c.name)
+def test_every_loss_runs_unchanged_on_another_array_module(case, device_xp, kernels):
+    xp = device_xp
+    from tinynet import losses
+    x, t = case.arrays()
+    kwargs = {k: np.asarray(v) if isinstance(v, tuple) else v for k, v in case.kwargs.items()}
+    results = []
+    for to in (lambda a: a, xp.asarray):
+        loss_fn = getattr(losses, case.loss)(**{k: to(v) if isinstance(v, np.ndarray) else v
+                                               for k, v in kwargs.items()})
+        value = loss_fn(to(x), to(t))
+        grad = np.ones(np.shape(value)) if np.ndim(value) else None
+        dx = loss_fn.backward(None if grad is None else to(grad))
+        results.append((np.asarray(xp.asnumpy(value) if hasattr(value, "shape") and
+                                   not isinstance(value, np.ndarray) else value),
+                        xp.asnumpy(dx) if not isinstance(dx, np.ndarray) else dx))
+    assert _rel(results[0][0], results[1][0]) <= TOL
+    assert _rel(results[0][1], results[1][1]) <= TOL

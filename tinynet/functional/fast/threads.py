@@ -134,7 +134,10 @@ def _wait_all(futures) -> None:
 
 def _wants_threads(model) -> bool:
     from ...kernels import get_kernels
-    return get_kernels() == "fast" and get_num_threads() > 1 and model.splits
+    if not (get_kernels() == "fast" and get_num_threads() > 1 and model.splits):
+        return False
+    first = next(model.parameters(), None)       # a GPU model is parallel already
+    return first is None or get_array_module(first.data) is numpy
 
 
 @contextlib.contextmanager

@@ -24,11 +24,19 @@ import sys
 import time
 
 import benchmarks  # first: sets CUPY_TF32=0 before tinynet imports cupy
+from tinynet.cliargs import (
+    RATE,
+    WHOLE_1,
+    NamesHelpFormatter,
+    OneLineParser,
+    batch_list,
+    writable_folder,
+)
 
 
 def _parser(prog: str = "tinynet bench") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=prog,
+    p = OneLineParser(
+        prog=prog, formatter_class=NamesHelpFormatter,
         description="Time tinynet against PyTorch side by side: layers (forward, backward, "
                     "both) and whole training steps, interleaved, after warm-up, with a "
                     "pause before every timed block (also: python -m benchmarks).",
@@ -44,15 +52,15 @@ def _parser(prog: str = "tinynet bench") -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="cpu (NumPy against torch) or cuda (CuPy against torch CUDA); "
                         "default cpu")
-    p.add_argument("--repeats", type=int, default=None,
+    p.add_argument("--repeats", type=WHOLE_1, default=None,
                    help="timed blocks per side and case (default 5, quick 3)")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=WHOLE_1, default=None,
                    help="threads for tinynet, NumPy's BLAS and torch (default: all cores)")
-    p.add_argument("--pause", type=float, default=0.25,
+    p.add_argument("--pause", type=RATE, default=0.25,
                    help="seconds of sleep before each timed block (default 0.25)")
-    p.add_argument("--min-block", type=float, default=None,
+    p.add_argument("--min-block", type=RATE, default=None,
                    help="seconds each timed block lasts at least (default 0.1, quick 0.03)")
-    p.add_argument("--batches", default=None,
+    p.add_argument("--batches", type=batch_list, default=None,
                    help="step batch sizes, comma separated (default 64,256,1024)")
     p.add_argument("--record", action="store_true",
                    help="write into the committed benchmarks/results/<machine-tag>/ (default: "
@@ -109,7 +117,8 @@ def run_case(case, timer, repeats: int, device: str) -> dict:
 
 
 def main(argv: list[str] | None = None, prog: str = "tinynet bench") -> int:
-    args = _parser(prog).parse_args(argv)
+    parser = _parser(prog)
+    args = parser.parse_args(argv)
     from . import cases as C
     from .report import (
         busy_warning,
@@ -122,21 +131,14 @@ def main(argv: list[str] | None = None, prog: str = "tinynet bench") -> int:
         write_png,
     )
     from .timing import Timer, set_threads
-    batches = C.STEP_BATCHES
-    if args.batches:
-        try:
-            batches = tuple(int(b) for b in args.batches.split(","))
-        except ValueError:
-            raise SystemExit(f"--batches: expected comma-separated integers, got "
-                             f"{args.batches!r}") from None
-        if any(b <= 1 for b in batches):
-            raise SystemExit(f"--batches: batch sizes must be > 1, got {batches}")
-    cases = C.select(C.all_cases(args.quick, batches), args.only)
+    cases = C.select(C.all_cases(args.quick, args.batches or C.STEP_BATCHES), args.only)
+    if not cases:
+        parser.error(f"--only {' '.join(args.only)}: no case name contains that text; "
+                     f"see --list")
     if args.list:
         print("\n".join(c.name for c in cases))
         return 0
-    if not cases:
-        raise SystemExit(f"--only {args.only}: no case matches; see --list")
+    writable_folder(parser, args.out, "--out")
     try:
         import torch  # noqa: F401
     except ImportError:
@@ -144,11 +146,7 @@ def main(argv: list[str] | None = None, prog: str = "tinynet bench") -> int:
                          "pip install torch") from None
     if args.device == "cuda":
         _cuda_setup()
-    repeats = args.repeats or (3 if args.quick else 5)
-    if repeats < 1:
-        raise SystemExit(f"--repeats must be >= 1, got {repeats}")
-    if args.pause < 0:
-        raise SystemExit(f"--pause must be >= 0, got {args.pause}")
+    repeats = args.repeats if args.repeats is not None else (3 if args.quick else 5)
     min_block = args.min_block if args.min_block is not None else (0.03 if args.quick else 0.1)
     threads = set_threads(args.threads)
     timer = Timer(pause=args.pause, min_block=min_block, device=args.device,

@@ -24,6 +24,14 @@ import sys
 import time
 
 import benchmarks  # noqa: F401 -- CUPY_TF32=0 before tinynet imports cupy
+from tinynet.cliargs import (
+    RATE,
+    WHOLE_1,
+    NamesHelpFormatter,
+    OneLineParser,
+    batch_list,
+    writable_folder,
+)
 
 SIDES = ("torch", "fast", "fast, 1 thread", "reference")
 
@@ -98,51 +106,70 @@ def markdown(head: dict, steps: list[dict], layers: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _model_list(text: str) -> tuple[str, ...]:
+    from .cases import MODEL_NAMES
+    models = tuple(m for m in text.split(",") if m.strip())
+    unknown = [m for m in models if m not in MODEL_NAMES]
+    if not models or unknown:
+        raise argparse.ArgumentTypeError(
+            f"expected study models from {', '.join(MODEL_NAMES)}, comma separated, got "
+            f"{text!r}")
+    return models
+
+
+_model_list.__name__ = "models"
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="python -m benchmarks.variants",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=NamesHelpFormatter,
         description="Time tinynet's default against one thread and against the reference "
                     "kernels (and PyTorch), steps and layers, in one process, interleaved.")
-    p.add_argument("--models", default="base,bn,simplecnn,convbn",
-                   help="study models whose training step is timed, comma separated")
-    p.add_argument("--batches", default="64,256", help="step batch sizes, comma separated")
+    p.add_argument("--models", type=_model_list, default="base,bn,simplecnn,convbn",
+                   help="study models whose training step is timed, comma separated "
+                        "(default base,bn,simplecnn,convbn)")
+    p.add_argument("--batches", type=batch_list, default="64,256",
+                   help="step batch sizes, comma separated (default 64,256)")
     p.add_argument("--layers", action=argparse.BooleanOptionalAction, default=True,
-                   help="also time every layer case, fast against reference")
-    p.add_argument("--repeats", type=int, default=5, help="timed blocks per side and case")
-    p.add_argument("--threads", type=int, default=None,
-                   help="threads for torch, NumPy's BLAS and tinynet's default (all cores)")
-    p.add_argument("--pause", type=float, default=0.25,
-                   help="seconds of sleep before each timed block")
-    p.add_argument("--min-block", type=float, default=0.1,
-                   help="seconds each timed block lasts at least")
+                   help="also time every layer case, fast against reference (default: yes)")
+    p.add_argument("--repeats", type=WHOLE_1, default=5,
+                   help="timed blocks per side and case (default 5)")
+    p.add_argument("--threads", type=WHOLE_1, default=None,
+                   help="threads for torch, NumPy's BLAS and tinynet's default (default: "
+                        "all cores)")
+    p.add_argument("--pause", type=RATE, default=0.25,
+                   help="seconds of sleep before each timed block (default 0.25)")
+    p.add_argument("--min-block", type=RATE, default=0.1,
+                   help="seconds each timed block lasts at least (default 0.1)")
     p.add_argument("--record", action="store_true",
                    help="write into the committed benchmarks/results/<machine>/ instead of "
                         "runs/benchmarks/<machine>/")
-    p.add_argument("--out", default=None, help="output folder (overrides --record)")
+    p.add_argument("--out", default=None,
+                   help="output folder (overrides --record; default runs/benchmarks/<machine>/)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
     from . import cases as C
-    from .report import load_average, machine_header, output_folder, write_json, write_markdown
+    from .report import (
+        load_average,
+        machine_header,
+        output_folder,
+        write_json,
+        write_markdown,
+    )
     from .timing import Timer, set_threads
-    try:
-        models = [m for m in args.models.split(",") if m]
-        batches = [int(b) for b in args.batches.split(",") if b]
-    except ValueError:
-        raise SystemExit("--batches: expected comma-separated integers") from None
-    unknown = [m for m in models if m not in C.MODEL_NAMES]
-    if unknown or any(b < 2 for b in batches) or args.repeats < 1:
-        raise SystemExit(f"expected models from {', '.join(C.MODEL_NAMES)}, batches >= 2 "
-                         f"and --repeats >= 1")
+    models, batches = args.models, args.batches
+    writable_folder(p, args.out, "--out")
     threads = set_threads(args.threads)
     timer = Timer(pause=args.pause, min_block=args.min_block)
     head = machine_header("cpu", threads, timer, args.repeats)
     print(f"# variants on {head['cpu']}, {threads.count} threads", flush=True)
     steps, layers, t0 = [], [], time.perf_counter()
-    for case in C.step_cases(batches=tuple(batches), models=tuple(models)):
+    for case in C.step_cases(batches=batches, models=models):
         row = time_case(case, timer, args.repeats, threads.count, step=True)
         steps.append(row)
         print(f"  {case.name:<22} fast/torch {row['fast_over_torch']:.2f}  1 thread/torch "

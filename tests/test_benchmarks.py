@@ -42,10 +42,43 @@ def test_tiny_run_writes_markdown_json_png(tmp_path, capsys):
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".part")]
 
 
-def test_unknown_only_is_a_clear_error(tmp_path):
+def test_unknown_only_is_a_clear_error(tmp_path, capsys):
     from benchmarks.__main__ import main
-    with pytest.raises(SystemExit, match="no case matches"):
+    with pytest.raises(SystemExit) as e:
         main(["--only", "no-such-case", "--out", str(tmp_path)])
+    assert e.value.code == 2
+    assert "--only no-such-case: no case name contains that text" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("module", ["benchmarks.__main__", "benchmarks.variants"])
+@pytest.mark.parametrize("args, expected", [
+    (["--repeats", "0"], "--repeats: expected a whole number >= 1, got '0'"),
+    (["--threads", "0"], "--threads: expected a whole number >= 1, got '0'"),
+    (["--pause", "-1"], "--pause: expected a finite number >= 0, got '-1'"),
+    (["--min-block", "nan"], "--min-block: expected a finite number >= 0, got 'nan'"),
+    (["--batches", "64,x"], "--batches: expected comma-separated batch sizes"),
+    (["--batches", "1"], "each a whole number >= 2, got '1'"),
+])
+def test_bad_numbers_are_usage_errors_before_any_timing(module, args, expected, capsys):
+    import importlib
+    main = importlib.import_module(module).main
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert expected in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("module", ["benchmarks.__main__", "benchmarks.variants"])
+def test_unwritable_out_is_refused_before_any_timing(module, tmp_path, capsys):
+    import importlib
+    main = importlib.import_module(module).main
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(SystemExit) as e:
+        main(["--out", str(blocker / "results")])
+    assert e.value.code == 2
+    assert "--out folder" in capsys.readouterr().err
 
 
 def test_list_names_every_case(capsys):

@@ -386,8 +386,21 @@ def test_command_fails_on_a_broken_layer(monkeypatch, capsys, tmp_path):
 
 
 def test_command_rejects_unknown_names(capsys):
-    assert suite.main(["--only", "NoSuchLayer"]) == 2
-    assert "matches no configuration" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        suite.main(["--only", "NoSuchLayer"])
+    assert e.value.code == 2
+    assert "'NoSuchLayer' matches no configuration" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--seed", "-1"], "--seed: expected a whole number >= 0, got '-1'"),
+    (["--out", "/proc/no/such/table.md"], "cannot create the --out file's folder"),
+])
+def test_command_refuses_bad_arguments_before_checking(args, expected, capsys):
+    with pytest.raises(SystemExit) as e:
+        suite.main(args)
+    assert e.value.code == 2
+    assert expected in capsys.readouterr().err
 
 
 def test_every_study_model_has_a_configuration():

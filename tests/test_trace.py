@@ -248,4 +248,7 @@ def test_cli_fashion_mnist_batch_and_plot(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "Fashion-MNIST" in out and "(5, 1, 28, 28)" in out
     assert png.read_bytes()[:4] == b"\x89PNG"
-    assert trace_main(["--batch", "0", "--random"]) == 2
+    with pytest.raises(SystemExit) as exit_:
+        trace_main(["--batch", "0", "--random"])
+    assert exit_.value.code == 2
+    assert "--batch: expected a whole number >= 1, got '0'" in capsys.readouterr().err

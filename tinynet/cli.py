@@ -7,15 +7,18 @@ only dispatches, so ``tinynet --help`` stays fast and a missing optional depende
 
 from __future__ import annotations
 
-import argparse
 import importlib
-import math
 import os
+import shlex
 import sys
 
+from .cliargs import RATE, WHOLE_0, WHOLE_1, NamesHelpFormatter, OneLineParser
+
 COMMANDS = {
-    "train": ("tinynet.cli", "train_main", "train the base MLP on Fashion-MNIST (the main job)"),
-    "gradcheck": ("tinynet.gradcheck", "main", "check every layer and model against finite differences"),
+    "train": ("tinynet.cli", "train_main",
+              "train a study model (default: the base MLP on Fashion-MNIST, the main job)"),
+    "gradcheck": ("tinynet.gradcheck", "main",
+                  "check every layer and model against finite differences"),
     "parity": ("tinynet.parity", "main", "compare every layer and model with its PyTorch twin"),
     "bench": ("benchmarks.__main__", "main", "time tinynet against PyTorch, side by side"),
     "trace": ("tinynet.trace", "main", "trace one forward and backward pass of a study model"),
@@ -23,46 +26,12 @@ COMMANDS = {
 }
 
 
-class _NamesHelpFormatter(argparse.HelpFormatter):
-    """Wraps help text without breaking names at hyphens (cifar-mlp-best stays whole)."""
-
-    def _split_lines(self, text: str, width: int) -> list[str]:
-        import textwrap
-        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors are one line on stderr and exit status 2."""
-
-    def error(self, message: str):  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def _number_type(kind: type, low, what: str):
-    """An argparse type: a finite ``kind`` >= ``low``; the error says what was expected."""
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            value = None
-        if value is None or not math.isfinite(value) or value < low:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-        return value
-    parse.__name__ = what
-    return parse
-
-
-WHOLE_1 = _number_type(int, 1, "a whole number >= 1")
-WHOLE_0 = _number_type(int, 0, "a whole number >= 0")
-RATE = _number_type(float, 0.0, "a finite number >= 0")
-
-
-def train_parser() -> argparse.ArgumentParser:
+def train_parser() -> OneLineParser:
     from tinynet.data import DATASETS
     from tinynet.models import MODELS
 
     p = OneLineParser(
-        prog="tinynet train", formatter_class=_NamesHelpFormatter,
+        prog="tinynet train", formatter_class=NamesHelpFormatter,
         description="Train a study model (default: the base MLP) on Fashion-MNIST with the "
                     "S1 settings (SGD lr 0.1, batch 64, no shuffling), print the test "
                     "accuracy per epoch and write history.json and curves.png. Checkpoints "
@@ -159,6 +128,10 @@ def train_main(argv: list[str] | None = None) -> int:
                               checkpoint_every=args.checkpoint_every, resume=args.resume,
                               run_info=run_info)
     except tinynet.train.Interrupted as e:  # fit printed where the checkpoint is
+        given = list(sys.argv[2:] if argv is None else argv)
+        again = shlex.join(["tinynet", "train", *given] +
+                           ([] if "--resume" in given else ["--resume"]))
+        print(f"to continue this run: {again}")
         return 143 if e.signal == "SIGTERM" else 130
     history["config"] = vars(args)
     save_history(history, os.path.join(args.out, "history.json"))

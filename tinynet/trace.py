@@ -44,6 +44,7 @@ import time
 from typing import Any
 
 from .backend import get_array_module, synchronize
+from .cliargs import WHOLE_0, WHOLE_1, OneLineParser, writable_file
 from .kernels import get_kernels
 from .module import Module
 
@@ -282,27 +283,35 @@ def trace(model: Module, sync: bool = True) -> Trace:
 
 # ---------------------------------------------------------------------- command line
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="tinynet trace",
         description="Run one forward and backward pass of a study model on one batch and "
                     "print what flowed through every layer (norms, zeros, time), then the "
                     "gradient norm of every parameter.")
     p.add_argument("--model", default="base", choices=["base", "bn", "simplecnn", "convbn"],
-                   help="study model (default base)")
-    p.add_argument("--batch", type=int, default=64, help="batch size (default 64)")
+                   help="study model (default: base)")
+    p.add_argument("--batch", type=WHOLE_1, default=64, help="batch size (default: 64)")
     p.add_argument("--random", action="store_true",
-                   help="random N(0,1) images and random labels instead of Fashion-MNIST")
-    p.add_argument("--data-root", default=None, help="folder holding Fashion-MNIST's files")
-    p.add_argument("--seed", type=int, default=0, help="seed for weights and random data")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--plot", default=None, metavar="PNG", help="also write the norm plot here")
+                   help="random N(0,1) images and random labels instead of Fashion-MNIST "
+                        "(default: the first Fashion-MNIST training images)")
+    p.add_argument("--data-root", default=None,
+                   help="folder holding Fashion-MNIST's files (default: $TINYNET_DATA, the "
+                        "user cache, /usr/share/datasets, then a download)")
+    p.add_argument("--seed", type=WHOLE_0, default=0,
+                   help="seed for weights and random data (default: 0)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                   help="cpu or cuda (default: cpu)")
+    p.add_argument("--plot", default=None, metavar="PNG",
+                   help="also write the norm plot here (default: no plot)")
     p.add_argument("--kernels", default="fast", choices=("reference", "fast"),
-                   help="run the readable reference kernels or the fast ones (default fast)")
+                   help="run the readable reference kernels or the fast ones (default: fast)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    writable_file(p, args.plot, "--plot")
     import numpy
 
     from . import data, models
@@ -310,9 +319,6 @@ def main(argv: list[str] | None = None) -> int:
     from .losses import CrossEntropyLoss
     from .random import manual_seed
 
-    if args.batch < 1:
-        print(f"tinynet trace: --batch must be at least 1, got {args.batch}")
-        return 2
     manual_seed(args.seed)
     try:
         model = models.build(args.model)

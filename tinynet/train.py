@@ -86,8 +86,8 @@ class Interrupted(KeyboardInterrupt):
 
     def __init__(self, signame: str, checkpoint: str, epoch: int, step: int) -> None:
         super().__init__(f"{signame}: stopped after step {step} (epoch {epoch}); checkpoint "
-                         f"written to {checkpoint}; run again with resume (tinynet train "
-                         f"--resume) to continue")
+                         f"written to {checkpoint}; to continue, run fit again with the same "
+                         f"arguments, checkpoint_dir and resume=True")
         self.signal, self.checkpoint, self.epoch, self.step = signame, checkpoint, epoch, step
 
 

@@ -11,8 +11,10 @@ of shapes and prints a report with hints (see ``grader``); reference solutions a
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
+from ..cliargs import WHOLE_0, OneLineParser
 from .grader import EXERCISES, ExerciseError, Grades, Report, grade, load_student
 from .hints import MISTAKES
 
@@ -36,20 +38,29 @@ WORKFLOW = """workflow (templates: exercises/*.py, e.g. linear.py, conv2d.py, ba
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="tinynet grade", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Grade the backward of a layer you wrote in an exercises/ template.",
         epilog=WORKFLOW)
     p.add_argument("file", help="your Python file, e.g. exercises/linear.py")
     p.add_argument("--only", default=None, metavar="CLASS",
-                   help=f"grade one class only ({', '.join(EXERCISES)})")
+                   help=f"grade one class only ({', '.join(EXERCISES)}; default: every "
+                        f"class the file defines)")
     p.add_argument("--no-torch", action="store_true",
-                   help="skip the PyTorch comparison (finite differences only)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random test data")
+                   help="skip the PyTorch comparison, finite differences only (default: "
+                        "compare with PyTorch when it is installed)")
+    p.add_argument("--seed", type=WHOLE_0, default=0,
+                   help="seed of the random test data (default: 0)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(sys.argv[1:] if argv is None else argv)
+    p = parser()
+    args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    if not os.path.isfile(args.file) or not args.file.endswith(".py"):
+        p.error(f"{args.file}: {'not a .py file' if os.path.isfile(args.file) else 'no such file'}"
+                f"; expected your Python file, e.g. exercises/linear.py")
+    if args.only is not None and args.only not in EXERCISES:
+        p.error(f"--only {args.only!r}: expected one of {', '.join(EXERCISES)}")
     grades = grade(args.file, only=args.only, use_torch=not args.no_torch, seed=args.seed)
     return 0 if grades.passed else 1

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import textwrap
 import time
 from collections.abc import Callable
@@ -22,6 +21,7 @@ import numpy
 
 from .. import losses, models
 from .. import random as _random
+from ..cliargs import WHOLE_0, OneLineParser, writable_file
 from ..io import atomic_write
 from ..kernels import KINDS, get_kernels
 from ..layers import (
@@ -315,7 +315,8 @@ def run_suite(dtype: str = "float64", only: str | None = None, seed: int = 0,
             if verbose:
                 out(f"\n[{name}]\n{report.table()}")
     d = DEFAULTS[dtype]
-    title = (f"tinynet gradcheck: {len(configs)} configurations, {ran} kernels, seed {seed}\n"
+    plural = "configuration" if len(configs) == 1 else "configurations"
+    title = (f"tinynet gradcheck: {len(configs)} {plural}, {ran} kernels, seed {seed}\n"
              f"{dtype}: eps {d['eps']:g}, rtol {d['rtol']:g}, atol {d['atol']:g}")
     out("\n" + title)
     compact = [[r[0], r[1], f"{r[2]}+{r[3]}", r[4], r[5], r[7], r[8], r[11]] for r in rows]
@@ -326,7 +327,8 @@ def run_suite(dtype: str = "float64", only: str | None = None, seed: int = 0,
             textwrap.fill(f, 100, initial_indent="  ", subsequent_indent="    ")
             for f in failures]
     else:
-        verdict = [f"all {len(configs)} configurations pass ({total:.1f} s)"]
+        verdict = [(f"all {len(configs)} {plural} pass" if len(configs) > 1 else
+                    "the configuration passes") + f" ({total:.1f} s)"]
     out("\n" + "\n".join(verdict))
     if table_file:
         text = "\n".join([title, format_table(HEADER, rows, "<>>>>>><<<><")]
@@ -365,40 +367,40 @@ DEFAULT_OUT = os.path.join("runs", "gradcheck", "table.txt")
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="tinynet gradcheck",
         description="Check every layer (several configurations each) and every study model "
                     "against central finite differences, element-wise, along random "
                     "directions and by the Taylor test; print one table within 100 columns "
                     "and write the full tables to a file; exit 1 on any failure.")
     p.add_argument("--dtype", default="float64", choices=["float64", "float32"],
-                   help="precision of the check (default float64)")
+                   help="precision of the check (default: float64)")
     p.add_argument("--only", default=None, metavar="NAME",
                    help="only configurations whose name, layer type or model contains NAME "
-                        "(e.g. conv, BatchNorm2d, base, convbn)")
+                        "(e.g. conv, BatchNorm2d, base, convbn; default: all)")
     p.add_argument("--kernels", default="fast", choices=list(KINDS),
                    help="tinynet's kernels: the readable reference ones or the fast ones "
-                        "(default fast)")
-    p.add_argument("--seed", type=int, default=0,
-                   help="seed of inputs, weights and probes (default 0)")
+                        "(default: fast)")
+    p.add_argument("--seed", type=WHOLE_0, default=0,
+                   help="seed of inputs, weights and probes (default: 0)")
     p.add_argument("--verbose", "-v", action="store_true",
-                   help="also print each configuration's per-tensor table")
+                   help="also print each configuration's per-tensor table (default: off)")
     p.add_argument("--out", default=DEFAULT_OUT,
-                   help=f"file for the full tables (default {DEFAULT_OUT})")
+                   help=f"file for the full tables (default: {DEFAULT_OUT})")
     p.add_argument("--list", action="store_true", help="list the configurations and exit")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
     if args.list:
         for name, (what, _) in select(configurations(), args.only).items():
             print(f"{name:34s} {what}")
         return 0
-    try:
-        ok, _ = run_suite(args.dtype, args.only, args.seed, args.verbose,
-                          kernels=args.kernels, table_file=args.out)
-    except ValueError as e:
-        print(f"tinynet gradcheck: {e}", file=sys.stderr)
-        return 2
+    if not select(configurations(), args.only):
+        p.error(f"--only {args.only!r} matches no configuration (--list shows them)")
+    writable_file(p, args.out, "--out")
+    ok, _ = run_suite(args.dtype, args.only, args.seed, args.verbose,
+                      kernels=args.kernels, table_file=args.out)
     return 0 if ok else 1

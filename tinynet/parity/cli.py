@@ -14,6 +14,7 @@ import time
 
 import numpy
 
+from ..cliargs import WHOLE_0, WHOLE_1, OneLineParser, number_type, writable_file
 from ..errors import TinynetError
 from ..io import atomic_write
 from ..kernels import KINDS, get_kernels, use_kernels
@@ -35,7 +36,7 @@ DEFAULT_OUT = os.path.join("runs", "parity", "table.txt")
 
 def _threads(requested: int | None) -> int:
     """Threads for torch: as asked, else what NumPy's BLAS was told, else every core."""
-    if requested:
+    if requested is not None:
         return int(requested)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         value = os.environ.get(var, "")
@@ -45,7 +46,7 @@ def _threads(requested: int | None) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="tinynet parity",
         description="Compare tinynet with PyTorch: every layer type in several "
                     "configurations and every study model (output, loss, dLoss/dx, every "
@@ -55,11 +56,11 @@ def parser() -> argparse.ArgumentParser:
                     "free runs; float32: each step from PyTorch's state, against float64). "
                     "Prints one table per group within 100 columns and writes the full "
                     "tables to a file; exits 1 if any difference is above its limit.")
-    p.add_argument("--steps", type=int, default=50, help="training steps per trajectory "
+    p.add_argument("--steps", type=WHOLE_1, default=50, help="training steps per trajectory "
                    "(default 50)")
-    p.add_argument("--batch-size", type=int, default=64,
+    p.add_argument("--batch-size", type=WHOLE_1, default=64,
                    help="Fashion-MNIST batch size of the trajectories (default 64)")
-    p.add_argument("--model-batch", type=int, default=16,
+    p.add_argument("--model-batch", type=number_type(int, 2, "a whole number >= 2"), default=16,
                    help="batch size of the single-step model checks (default 16)")
     p.add_argument("--data", default="fashion-mnist",
                    help="data set of the trajectories (default fashion-mnist)")
@@ -67,29 +68,27 @@ def parser() -> argparse.ArgumentParser:
                    help="folder holding the data set's files (default: the usual search)")
     p.add_argument("--skip", action="append", default=[],
                    choices=["layers", "losses", "models", "trajectories"],
-                   help="leave out a group of checks (repeatable)")
+                   help="leave out a group of checks (repeatable; default: run them all)")
     p.add_argument("--kernels", default="fast", choices=list(KINDS),
                    help="tinynet's kernels: the readable reference ones or the fast ones "
                         "(default fast)")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=WHOLE_1, default=None,
                    help="torch threads (default: $OMP_NUM_THREADS, as NumPy's BLAS, else "
                         "every core)")
     p.add_argument("--every", action="store_true",
-                   help="one line per compared tensor instead of per check")
+                   help="one line per compared tensor instead of per check (default: off)")
     p.add_argument("--out", default=DEFAULT_OUT,
                    help=f"file for the full tables (default {DEFAULT_OUT})")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=WHOLE_0, default=0,
                    help="seed of weights, inputs and masks (default 0)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     """``tinynet parity``: run every check, print the tables, 0 if all within tolerance."""
-    args = parser().parse_args(argv)
-    if args.steps <= 0 or args.batch_size <= 0 or args.model_batch <= 1:
-        raise TinynetError(f"tinynet parity: --steps and --batch-size must be positive and "
-                           f"--model-batch at least 2, got {args.steps}, {args.batch_size}, "
-                           f"{args.model_batch}")
+    p = parser()
+    args = p.parse_args(argv)
+    writable_file(p, args.out, "--out")
     torch = torch_module()
     threads = _threads(args.threads)
     torch.set_num_threads(threads)

@@ -19,8 +19,8 @@ from ..backend import get_array_module, to_numpy
 from ..errors import TinynetError
 from ..kernels import use_kernels
 from ..losses import CrossEntropyLoss, MSELoss
-from ..parameter import Parameter
 from ..module import Module
+from ..parameter import Parameter
 from .report import ParityReport, Row, difference
 from .tolerances import FLOAT32_FLOOR_FACTOR, TOLERANCES
 from .twins import to_torch, torch_module

@@ -17,13 +17,13 @@ COUNTS = {
 
 @pytest.mark.parametrize("name", sorted(COUNTS))
 def test_parameter_count_is_exact(name):
-    """The figures of shared/studies.md (checked with PyTorch there)."""
+    """The figures of docs/studies.md (checked with PyTorch there)."""
     assert tinynet.count_parameters(models.build(name)) == COUNTS[name]
     assert models.PARAMETER_COUNTS[name] == COUNTS[name]
 
 
 def _torch_twin(name, nn):
-    """The same architecture written directly in torch.nn, from shared/studies.md."""
+    """The same architecture written directly in torch.nn, from docs/studies.md."""
     def mlp(d_in, hidden, bn=False):
         layers, prev = [nn.Flatten()], d_in
         for h in hidden:

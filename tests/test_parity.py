@@ -422,3 +422,27 @@ def test_a_wrong_loss_gradient_is_caught(torch, monkeypatch):
     with tinynet.reference_kernels():
         report = check_loss(LossCase("BCE", "BCEWithLogitsLoss", {}, (4, 3), "values"))
     assert not report.ok and {r.tensor for r in report.failures()} == {"dL/dinput"}
+
+
+def test_torch_speed_notice_is_hidden_only_inside_the_comparison(torch):
+    """torch warns (once per process) that padding='same' with an even kernel copies its
+    input; compare hides that one notice while it runs the twin, so it passes in a fresh
+    process where every warning is an error, and it leaves the warning filters as they were."""
+    import warnings
+    code = ("import numpy as np, tinynet\n"
+            "from tinynet import parity\n"
+            "m = tinynet.Conv2d(2, 3, (2, 4), padding='same')\n"
+            "x = np.random.default_rng(0).standard_normal((2, 2, 6, 5))\n"
+            "t = np.random.default_rng(1).standard_normal((2, 3, 6, 5))\n"
+            "assert parity.compare(m, x, t, loss='mse').ok\n")
+    run = subprocess.run([sys.executable, "-W", "error", "-c", code],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    model = tinynet.Conv2d(2, 3, (2, 4), padding="same")
+    x = np.random.default_rng(0).standard_normal((2, 2, 6, 5))
+    t = np.random.default_rng(1).standard_normal((2, 3, 6, 5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        before = list(warnings.filters)
+        assert parity.compare(model, x, t, loss="mse").ok
+        assert warnings.filters == before

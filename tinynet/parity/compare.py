@@ -23,7 +23,7 @@ from ..module import Module
 from ..parameter import Parameter
 from .report import ParityReport, Row, difference
 from .tolerances import FLOAT32_FLOOR_FACTOR, TOLERANCES
-from .twins import to_torch, torch_module
+from .twins import quiet_torch_notices, to_torch, torch_module
 
 __all__ = ["DropoutMasks", "array_module", "cast_model", "compare", "kernels_in_force",
            "loss_pair", "targets"]
@@ -160,9 +160,10 @@ def _torch_pass(torch, twin, m: Module, x_host, t_host, torch_loss, seed: int) -
     masks = DropoutMasks(m, twin, seed)
     try:
         xt = torch.from_numpy(x_host.copy()).requires_grad_(True)
-        yt = twin(xt)
-        lt = torch_loss(yt, torch.from_numpy(t_host))
-        lt.backward()
+        with quiet_torch_notices():
+            yt = twin(xt)
+            lt = torch_loss(yt, torch.from_numpy(t_host))
+            lt.backward()
     finally:
         masks.remove()
     out = {"output": yt.detach(), "loss": lt.detach(), "dL/dx": xt.grad}

@@ -43,7 +43,7 @@ from .tolerances import (
     STEP_ERROR_FLOOR,
     TRAJECTORY_TOLERANCES,
 )
-from .twins import to_torch, torch_module
+from .twins import quiet_torch_notices, to_torch, torch_module
 
 __all__ = ["Trajectory", "optimizer_pair", "trajectory"]
 
@@ -141,8 +141,9 @@ def torch_step(torch, twin, topt, torch_loss, x_host, t_host, to=None) -> float:
         xt = xt.to(to)
         tt = tt if not tt.is_floating_point() else tt.to(to)
     topt.zero_grad()
-    lt = torch_loss(twin(xt), tt)
-    lt.backward()
+    with quiet_torch_notices():
+        lt = torch_loss(twin(xt), tt)
+        lt.backward()
     topt.step()
     return float(lt.detach())
 

@@ -10,6 +10,8 @@ first use or raises :class:`MissingTorchError` ("needs torch: pip install torch"
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from collections.abc import Callable
 
 import numpy
@@ -20,7 +22,7 @@ from ..errors import TinynetError
 from ..module import Module, Sequential
 from ..random import get_rng_state, set_rng_state
 
-__all__ = ["MissingTorchError", "from_torch", "to_torch", "torch_module",
+__all__ = ["MissingTorchError", "from_torch", "quiet_torch_notices", "to_torch", "torch_module",
            "torch_residual_class"]
 
 
@@ -40,6 +42,17 @@ def torch_module():
 
 # --------------------------------------------------------------------------- Residual twin
 _TORCH_CLASSES: dict[str, type] = {}
+
+
+@contextlib.contextmanager
+def quiet_torch_notices():
+    """Hide, inside this block only, PyTorch's notice that ``padding='same'`` with an even
+    kernel may copy the input: a note on its speed, not on the numbers compared. Every
+    other warning still shows, and the filters are as before once the block ends."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning,
+                                message="Using padding='same' with even kernel lengths")
+        yield
 
 
 def torch_residual_class() -> type:

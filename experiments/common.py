@@ -358,10 +358,10 @@ def _checkpoint_path(checkpoint_dir: str, label: str, suffix: str = "") -> str:
 def _scalars_back(ckpt, model):
     """Give 0-d buffers (BatchNorm's ``num_batches_tracked``) their shape back.
 
-    ``tinynet.serialization.save`` stores a 0-d array as shape (1,) (it passes every
-    array through ``numpy.ascontiguousarray``, which returns at least one dimension),
-    so ``restore`` refuses the checkpoint of any model with BatchNorm. Until the library
-    keeps 0-d arrays as they are, the studies reshape them here.
+    ``tinynet.serialization.save`` before commit 30a0ecb stored a 0-d array as shape (1,)
+    (``numpy.ascontiguousarray`` returns at least one dimension), which ``restore``
+    refuses; the library now keeps 0-d arrays as they are, and this lets a study resume
+    from a checkpoint written before that fix.
     """
     want = {k: v.shape for k, v in model.state_dict().items() if v is not None}
     for k, v in list(ckpt.model_state.items()):

@@ -366,6 +366,7 @@ def test_dilation_groups_and_padding_modes_match_loop_reference(case, kernels):
 
 
 @pytest.mark.parametrize("case", GENERAL)
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths:UserWarning")
 def test_dilation_groups_and_padding_modes_match_pytorch(case, torch, kernels):
     rng = np.random.default_rng(21)
     layer, shape = _general_layer(case)

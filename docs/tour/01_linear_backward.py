@@ -26,9 +26,7 @@
 # is the quickest check that a transpose is in the right place.
 
 # %%
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -39,9 +37,6 @@ if ROOT is not None and str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 import tinynet
 
-QUICK = os.environ.get("TINYNET_QUICK") == "1"
-OUT = os.environ.get("TINYNET_TOUR_OUT") or tempfile.mkdtemp(prefix="tinynet-tour-")
-os.makedirs(OUT, exist_ok=True)
 rng = np.random.default_rng(0)
 
 # %% [markdown]

@@ -320,6 +320,18 @@ def test_report_table_marks_failures_and_raised_tolerances():
     assert len(report.table(every=True).splitlines()) > len(table.splitlines()) - 1
 
 
+def test_raised_tolerance_legend_only_when_a_printed_row_has_the_mark():
+    """The '*' footnote explains a mark; a table whose printed (worst) rows carry none
+    must not print it, while the every-tensor table that shows the marked row does."""
+    rows = [parity.Row("a", "float32", "train", "output", 1e-6, 4e-6, 1e-5),
+            parity.Row("a", "float32", "train", "grad w", 1e-6, 1e-6, 5e-4, raised=True)]
+    report = parity.ParityReport(rows)
+    assert report.shown_rows() == [rows[0]]
+    assert "*" not in report.table() and "tolerance raised" not in report.table()
+    assert "5.0e-04*" in report.table(every=True)
+    assert "tolerance raised" in report.table(every=True)
+
+
 def test_report_tables_fit_100_columns_by_wrapping_long_checks():
     long_case = "Conv2d(3,5,(3,2),s(2,1),p(1,0),bias=False) + a much longer description"
     rows = [parity.Row(long_case, "float64", "train", "grad body.0.projection.weight", 1e-17,

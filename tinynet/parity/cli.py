@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{title}")
         print(part.table(every=args.every, summary=False))
     print()
-    print("\n".join(total.summary() + notes))
+    shown = [r for _, part in sections for r in part.shown_rows(args.every)]
+    print("\n".join(total.summary(shown) + notes))
     full = [header]
     for title, part in sections:
         full += ["", title, part.table(every=True, full=True, summary=False)]

@@ -105,6 +105,11 @@ class ParityReport:
             out.setdefault((r.case, r.dtype, r.mode), []).append(r)
         return [(*k, v) for k, v in out.items()]
 
+    def shown_rows(self, every: bool = False) -> list[Row]:
+        """The rows :meth:`table` prints: all of them with ``every``, else each group's worst."""
+        return [r for _, _, _, rows in self.groups()
+                for r in (rows if every else [_worst(rows)])]
+
     def table(self, every: bool = False, full: bool = False, width: int | None = 100,
               summary: bool = True) -> str:
         """The rows as a table (see the class docstring), then the summary and notes."""
@@ -130,11 +135,12 @@ class ParityReport:
                                   _fmt(r.max_rel), _fmt_tol(r), "ok" if ok else "FAIL"])
         out = [format_table(head, lines, align, width=width)]
         if summary:
-            out += self.summary()
+            out += self.summary(self.shown_rows(every))
         return "\n".join(out)
 
-    def summary(self) -> list[str]:
-        """The verdict line, the legend of marks used, and the notes."""
+    def summary(self, shown: list[Row] | None = None) -> list[str]:
+        """The verdict line, the legend of the marks in the ``shown`` rows (default: every
+        row), and the notes."""
         n_bad = len(self.failures())
         out = [f"{len(self.rows)} tensors compared: "
                + ("all within tolerance" if not n_bad else f"{n_bad} ABOVE TOLERANCE")]
@@ -144,7 +150,7 @@ class ParityReport:
             out.append("float32 trajectories: error = median over the steps of the relative "
                        "error of one step's\n  update against float64 (tinynet's); limit = "
                        f"{FLOAT32_STEP_FACTOR:g} x PyTorch's own, from the same states")
-        if any(r.raised for r in self.rows):
+        if any(r.raised for r in (self.rows if shown is None else shown)):
             out.append(f"* tolerance raised to {FLOAT32_FLOOR_FACTOR:g} x PyTorch's own "
                        "rounding drift (float32: against PyTorch\n  in float64 from the same "
                        "values; float64 trajectories: against PyTorch started one ulp away)")

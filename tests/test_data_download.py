@@ -232,6 +232,23 @@ def test_all_mirrors_dead_says_so_briefly_and_keeps_every_try(isolated, no_sleep
     assert not os.path.exists(root / "t10k-images-idx3-ubyte.gz")
 
 
+def test_failed_download_leaves_no_folder_it_created(isolated, no_sleep):
+    """A mistyped root (here two levels that did not exist) is not left behind empty;
+    a folder that existed before, and one that holds anything, stay."""
+    existing = isolated / "mine"
+    existing.mkdir()
+    root = existing / "typo" / "deeper"
+    with pytest.raises(DataError):
+        data.load("mnist", "test", root=str(root), mirrors=[_dead_url()], progress=False)
+    assert not os.path.exists(existing / "typo") and existing.is_dir()
+    (existing / "kept").mkdir()
+    (existing / "kept" / "notes.txt").write_text("user's file")
+    with pytest.raises(DataError):
+        data.load("mnist", "test", root=str(existing / "kept"), mirrors=[_dead_url()],
+                  progress=False)
+    assert (existing / "kept" / "notes.txt").read_text() == "user's file"
+
+
 @pytest.mark.parametrize("error, cause", [
     (OSError(errno.ENETUNREACH, "Network is unreachable"),
      f"[Errno {errno.ENETUNREACH}] Network is unreachable"),

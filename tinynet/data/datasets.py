@@ -16,6 +16,7 @@ searched.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import textwrap
 from collections.abc import Callable
@@ -176,6 +177,31 @@ def fetch(name: str, split: str = "train", root: str | None = None,
     """Download the missing files of ``name``/``split`` into ``root`` (or the cache)."""
     inf = info(name)
     folder = os.fspath(root) if root is not None else os.path.join(cache_dir(), name)
+    with _remove_if_left_empty(folder):
+        _fetch_missing(name, split, inf, folder, root, mirrors, progress)
+    return folder
+
+
+@contextlib.contextmanager
+def _remove_if_left_empty(folder: str):
+    """Remove the folders a failed download created and left empty (a mistyped ``root``
+    leaves nothing behind); folders that were there before are never touched."""
+    created, path = [], os.path.abspath(folder)
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        created.append(path)
+        path = os.path.dirname(path)
+    try:
+        yield
+    except BaseException:
+        for path in created:  # deepest first
+            try:
+                os.rmdir(path)
+            except OSError:
+                break
+        raise
+
+
+def _fetch_missing(name, split, inf, folder, root, mirrors, progress) -> None:
     for filename in inf.files[split]:
         if _existing(folder, filename, inf):
             continue
@@ -193,7 +219,6 @@ def fetch(name: str, split: str = "train", root: str | None = None,
             err = DataError(f"{name}: {e}\n{by_hand(name, split, folder, root is None)}")
             err.attempts, err.summary = e.attempts, e.summary
             raise err from None
-    return folder
 
 
 def by_hand(name: str, split: str, folder: str, env_hint: bool = True) -> str:

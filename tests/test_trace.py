@@ -192,6 +192,23 @@ def test_cli_random_base(capsys):
     assert len(norms) == 2 and all(math.isfinite(v) and v > 0 for v in norms)
 
 
+
+def test_cli_bad_thread_count_is_one_line_before_any_work(monkeypatch, capsys):
+    def never(*a, **k):
+        raise AssertionError("built a model before checking the environment")
+
+    monkeypatch.setattr(models, "build", never)
+    monkeypatch.setenv("TINYNET_NUM_THREADS", "abc")
+    with pytest.raises(SystemExit) as e:
+        trace_main(["--random"])
+    assert e.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == ("tinynet trace: error: environment variable TINYNET_NUM_THREADS='abc': "
+                   "expected a whole number >= 1 (the fast kernels' CPU threads), or unset "
+                   "it for one per core (see tinynet trace --help)\n")
+
+
 @pytest.mark.parametrize("name", ["bn", "simplecnn", "convbn"])
 def test_cli_other_models_once_their_layers_exist(name, capsys):
     try:

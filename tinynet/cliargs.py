@@ -22,10 +22,25 @@ class NamesHelpFormatter(argparse.HelpFormatter):
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors are one line on stderr and exit status 2."""
+    """An ArgumentParser whose usage errors are one line on stderr and exit status 2.
+
+    Parsing also checks the environment variables every command reads (today
+    ``TINYNET_NUM_THREADS``), so a bad value is such a usage error before any work
+    rather than a traceback once the kernels first ask for their threads.
+    """
 
     def error(self, message: str):  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        parsed = super().parse_known_args(args, namespace)
+        from .errors import ArgumentError
+        from .functional.fast.threads import threads_from_env
+        try:
+            threads_from_env()
+        except ArgumentError as e:
+            self.error(str(e))
+        return parsed
 
 
 def number_type(kind: type, low, what: str):

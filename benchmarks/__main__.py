@@ -30,6 +30,7 @@ from tinynet.cliargs import (
     NamesHelpFormatter,
     OneLineParser,
     batch_list,
+    run_command,
     writable_folder,
 )
 
@@ -195,4 +196,4 @@ def _missed(row: dict) -> bool:
 
 
 if __name__ == "__main__":
-    sys.exit(main(prog="python -m benchmarks"))
+    sys.exit(run_command(lambda: main(prog="python -m benchmarks")))

@@ -95,6 +95,23 @@ def test_list_names_every_case(capsys):
             assert f"layer/{layer}/{mode}" in names
 
 
+
+def test_python_m_benchmarks_into_a_closed_pipe_is_quiet():
+    """``python -m benchmarks --list | head -1`` has its own entry point: no traceback."""
+    import subprocess
+    import sys
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "benchmarks", "--list"], stdout=write,
+                              stderr=subprocess.PIPE, text=True, timeout=120, check=False,
+                              cwd=repo, env=dict(os.environ, PYTHONPATH=repo))
+    finally:
+        os.close(write)
+    assert proc.stderr == "" and proc.returncode == 141, (proc.returncode, proc.stderr)
+
+
 def test_profile_names_every_part_of_the_step():
     from benchmarks.profile import format_profile, profile_step
     result = profile_step("base", 4, steps=1)

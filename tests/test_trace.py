@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -190,6 +193,27 @@ def test_cli_random_base(capsys):
     norms = [float(line.split()[1]) for line in out.splitlines()
              if line.strip().startswith(("1.weight", "5.bias"))]
     assert len(norms) == 2 and all(math.isfinite(v) and v > 0 for v in norms)
+
+
+
+def _into_closed_pipe(args: list) -> subprocess.CompletedProcess:
+    """Run ``python args`` with stdout a pipe nobody reads any more (``| head -1``)."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=repo, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
+               MKL_NUM_THREADS="1", MPLBACKEND="Agg")
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        return subprocess.run([sys.executable, *args], stdout=write, stderr=subprocess.PIPE,
+                              text=True, timeout=120, check=False, env=env, cwd=repo)
+    finally:
+        os.close(write)
+
+
+def test_cli_output_into_a_closed_pipe_is_quiet():
+    """``tinynet trace | head -1``: no BrokenPipeError traceback, exit status 141."""
+    proc = _into_closed_pipe(["-m", "tinynet", "trace", "--random", "--batch", "2"])
+    assert proc.stderr == "" and proc.returncode == 141, (proc.returncode, proc.stderr)
 
 
 

@@ -12,7 +12,7 @@ import os
 import shlex
 import sys
 
-from .cliargs import RATE, WHOLE_0, WHOLE_1, NamesHelpFormatter, OneLineParser
+from .cliargs import RATE, WHOLE_0, WHOLE_1, NamesHelpFormatter, OneLineParser, run_command
 
 COMMANDS = {
     "train": ("tinynet.cli", "train_main",
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from tinynet.errors import TinynetError
     try:
-        return int(entry(rest) or 0)
+        return run_command(lambda: entry(rest))
     except TinynetError as e:
         print(f"tinynet {name}: error: {e}", file=sys.stderr)
         return 1

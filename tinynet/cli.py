@@ -120,18 +120,17 @@ def train_main(argv: list[str] | None = None) -> int:
     optimizer = tinynet.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
     run_info = {"model": args.model, "data": args.data, "lr": args.lr,
                 "momentum": args.momentum, "seed": args.seed}
+    given = list(sys.argv[2:] if argv is None else argv)
+    again = shlex.join(["tinynet", "train", *given] +
+                       ([] if "--resume" in given else ["--resume"]))
     try:
         history = tinynet.fit(model, tinynet.CrossEntropyLoss(), optimizer, train, test,
                               epochs=args.epochs, batch_size=args.batch_size,
                               shuffle=args.shuffle, seed=args.seed,
                               progress=not args.no_progress, checkpoint_dir=checkpoint_dir,
                               checkpoint_every=args.checkpoint_every, resume=args.resume,
-                              run_info=run_info)
-    except tinynet.train.Interrupted as e:  # fit printed where the checkpoint is
-        given = list(sys.argv[2:] if argv is None else argv)
-        again = shlex.join(["tinynet", "train", *given] +
-                           ([] if "--resume" in given else ["--resume"]))
-        print(f"to continue this run: {again}")
+                              run_info=run_info, resume_hint=f"to continue this run: {again}")
+    except tinynet.train.Interrupted as e:  # fit printed the checkpoint and this command
         return 143 if e.signal == "SIGTERM" else 130
     history["config"] = vars(args)
     save_history(history, os.path.join(args.out, "history.json"))

@@ -130,8 +130,9 @@ def _describe_checkpoint(path: str, progress: dict, epochs: int) -> str:
         written = "?"
     where = (f"at the start of epoch {epoch}" if not progress.get("epoch_count")
              else f"inside epoch {epoch}")
-    return (f"{path} (written {written}): {step} steps done, {epoch - 1} of {epochs} "
-            f"epoch(s) complete, {where}")
+    done = (f"{epoch - 1} of {epochs}" if epoch - 1 <= epochs else
+            f"{epoch - 1} (more than the {epochs} asked for)")
+    return f"{path} (written {written}): {step} steps done, {done} epoch(s) complete, {where}"
 
 
 def _whole(v) -> bool:
@@ -292,8 +293,12 @@ def _fit(model, loss_fn, optimizer, train, test, epochs, batch_size, shuffle, se
             say(f"that run had finished ({finished}); nothing to do")
             return history
         if first_epoch > epochs:
-            say(f"all {epochs} epoch(s) are done; nothing to train (ask for more epochs to "
-                f"continue)")
+            if first_epoch - 1 > epochs or resumed.get("epoch_count"):
+                say(f"the run has gone past the {epochs} epoch(s) asked for; nothing to "
+                    f"train (ask for {first_epoch} or more epochs to continue)")
+            else:
+                say(f"all {epochs} epoch(s) are done; nothing to train (ask for more "
+                    f"epochs to continue)")
     start_all = time.perf_counter()
     saver = None if ckpt_path is None else _Saver(ckpt_path, save, last_saved)
     meta = {"fit_setup": setup} if run_info is None else {"fit_setup": setup, "run": run_info}

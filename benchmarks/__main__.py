@@ -74,17 +74,19 @@ def _parser(prog: str = "tinynet bench") -> argparse.ArgumentParser:
     return p
 
 
-def _cuda_setup() -> None:
+def _cuda_setup(parser: argparse.ArgumentParser) -> None:
+    """Torch and CuPy on the GPU with TF32 off; what stands in the way is a usage error
+    (one line, exit status 2) like every other bad argument."""
     import torch
 
     from tinynet.backend import cuda_available
     if not torch.cuda.is_available():
-        raise SystemExit("--device cuda: torch sees no CUDA device")
+        parser.error("--device cuda: torch sees no CUDA device")
     if not cuda_available():
-        raise SystemExit("--device cuda: CuPy is not installed or sees no CUDA device")
+        parser.error("--device cuda: CuPy is not installed or sees no CUDA device")
     if benchmarks.CUPY_TF32_TOO_LATE:
-        raise SystemExit("CUPY_TF32 is set in the environment and CuPy was imported before "
-                         "the benchmarks could turn TF32 off: unset CUPY_TF32")
+        parser.error("CUPY_TF32 is set in the environment and CuPy was imported before "
+                     "the benchmarks could turn TF32 off: unset CUPY_TF32")
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     torch.set_float32_matmul_precision("highest")
@@ -146,7 +148,7 @@ def main(argv: list[str] | None = None, prog: str = "tinynet bench") -> int:
         raise SystemExit("the benchmarks compare with PyTorch, which is not installed: "
                          "pip install torch") from None
     if args.device == "cuda":
-        _cuda_setup()
+        _cuda_setup(parser)
     repeats = args.repeats if args.repeats is not None else (3 if args.quick else 5)
     min_block = args.min_block if args.min_block is not None else (0.03 if args.quick else 0.1)
     threads = set_threads(args.threads)

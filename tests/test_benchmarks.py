@@ -50,6 +50,20 @@ def test_unknown_only_is_a_clear_error(tmp_path, capsys):
     assert "--only no-such-case: no case name contains that text" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("prog", ["tinynet bench", "python -m benchmarks"])
+def test_cuda_without_a_gpu_is_a_usage_error(prog, monkeypatch, capsys):
+    import torch
+
+    from benchmarks.__main__ import main
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit) as e:
+        main(["--device", "cuda", "--only", "step/base", "--quick"], prog=prog)
+    assert e.value.code == 2
+    assert capsys.readouterr().err == (f"{prog}: error: --device cuda: torch sees no CUDA "
+                                       f"device (see {prog} --help)\n")
+
+
+
 @pytest.mark.parametrize("module", ["benchmarks.__main__", "benchmarks.variants"])
 @pytest.mark.parametrize("args, expected", [
     (["--repeats", "0"], "--repeats: expected a whole number >= 1, got '0'"),

@@ -129,6 +129,7 @@ def main(argv: list[str] | None = None, prog: str = "tinynet bench") -> int:
         machine_header,
         markdown,
         output_folder,
+        plural,
         write_json,
         write_markdown,
         write_png,
@@ -156,14 +157,15 @@ def main(argv: list[str] | None = None, prog: str = "tinynet bench") -> int:
                   warmup=0.05 if args.quick else 0.2)
     head = machine_header(args.device, threads, timer, repeats)
     head["quick"] = bool(args.quick)
+    head["only"] = args.only
     busy = busy_warning(head)
     if busy:
         print(f"warning: {busy}" + ("" if threads.count == 1 or "SCHED_FIFO" in head["scheduling"]
               else "; try --threads 1, or chrt -f 10 (root) to give the timed blocks the "
                    "cores"), file=sys.stderr, flush=True)
-    print(f"# {len(cases)} cases on {head['cpu']} ({args.device}), {threads.count} threads "
-          f"both sides, {args.pause:g} s pause before every timed block, {repeats} "
-          f"interleaved repeats", flush=True)
+    print(f"# {plural(len(cases), 'case')} on {head['cpu']} ({args.device}), "
+          f"{plural(threads.count, 'thread')} both sides, {args.pause:g} s pause before every "
+          f"timed block, {plural(repeats, 'interleaved repeat')}", flush=True)
     rows, t0 = [], time.perf_counter()
     for case in cases:
         row = run_case(case, timer, repeats, args.device)

@@ -30,6 +30,7 @@ from tinynet.cliargs import (
     NamesHelpFormatter,
     OneLineParser,
     batch_list,
+    run_command,
     writable_folder,
 )
 
@@ -73,17 +74,19 @@ def _parser(prog: str = "tinynet bench") -> argparse.ArgumentParser:
     return p
 
 
-def _cuda_setup() -> None:
+def _cuda_setup(parser: argparse.ArgumentParser) -> None:
+    """Torch and CuPy on the GPU with TF32 off; what stands in the way is a usage error
+    (one line, exit status 2) like every other bad argument."""
     import torch
 
     from tinynet.backend import cuda_available
     if not torch.cuda.is_available():
-        raise SystemExit("--device cuda: torch sees no CUDA device")
+        parser.error("--device cuda: torch sees no CUDA device")
     if not cuda_available():
-        raise SystemExit("--device cuda: CuPy is not installed or sees no CUDA device")
+        parser.error("--device cuda: CuPy is not installed or sees no CUDA device")
     if benchmarks.CUPY_TF32_TOO_LATE:
-        raise SystemExit("CUPY_TF32 is set in the environment and CuPy was imported before "
-                         "the benchmarks could turn TF32 off: unset CUPY_TF32")
+        parser.error("CUPY_TF32 is set in the environment and CuPy was imported before "
+                     "the benchmarks could turn TF32 off: unset CUPY_TF32")
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     torch.set_float32_matmul_precision("highest")
@@ -126,6 +129,7 @@ def main(argv: list[str] | None = None, prog: str = "tinynet bench") -> int:
         machine_header,
         markdown,
         output_folder,
+        plural,
         write_json,
         write_markdown,
         write_png,
@@ -145,7 +149,7 @@ def main(argv: list[str] | None = None, prog: str = "tinynet bench") -> int:
         raise SystemExit("the benchmarks compare with PyTorch, which is not installed: "
                          "pip install torch") from None
     if args.device == "cuda":
-        _cuda_setup()
+        _cuda_setup(parser)
     repeats = args.repeats if args.repeats is not None else (3 if args.quick else 5)
     min_block = args.min_block if args.min_block is not None else (0.03 if args.quick else 0.1)
     threads = set_threads(args.threads)
@@ -153,14 +157,15 @@ def main(argv: list[str] | None = None, prog: str = "tinynet bench") -> int:
                   warmup=0.05 if args.quick else 0.2)
     head = machine_header(args.device, threads, timer, repeats)
     head["quick"] = bool(args.quick)
+    head["only"] = args.only
     busy = busy_warning(head)
     if busy:
         print(f"warning: {busy}" + ("" if threads.count == 1 or "SCHED_FIFO" in head["scheduling"]
               else "; try --threads 1, or chrt -f 10 (root) to give the timed blocks the "
                    "cores"), file=sys.stderr, flush=True)
-    print(f"# {len(cases)} cases on {head['cpu']} ({args.device}), {threads.count} threads "
-          f"both sides, {args.pause:g} s pause before every timed block, {repeats} "
-          f"interleaved repeats", flush=True)
+    print(f"# {plural(len(cases), 'case')} on {head['cpu']} ({args.device}), "
+          f"{plural(threads.count, 'thread')} both sides, {args.pause:g} s pause before every "
+          f"timed block, {plural(repeats, 'interleaved repeat')}", flush=True)
     rows, t0 = [], time.perf_counter()
     for case in cases:
         row = run_case(case, timer, repeats, args.device)
@@ -195,4 +200,4 @@ def _missed(row: dict) -> bool:
 
 
 if __name__ == "__main__":
-    sys.exit(main(prog="python -m benchmarks"))
+    sys.exit(run_command(lambda: main(prog="python -m benchmarks")))

@@ -54,6 +54,11 @@ def scheduling() -> str:
     return f"{name} priority {prio}"
 
 
+def plural(n: int, word: str) -> str:
+    """``1 case``, ``2 cases``."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def machine_header(device: str, threads, timer, repeats: int) -> dict:
     """Everything a reader needs to judge the numbers: machine, versions, settings."""
     import numpy
@@ -87,7 +92,7 @@ def machine_header(device: str, threads, timer, repeats: int) -> dict:
                    f"repeat), each after its own warm-up; every timed block starts after a "
                    f"{timer.pause:g} s pause so the other side's BLAS/OpenMP threads stop "
                    f"spinning; a block runs the callable back to back for about "
-                   f"{timer.min_block:g} s; median over {repeats} blocks, spread = "
+                   f"{timer.min_block:g} s; median over {plural(repeats, 'block')}, spread = "
                    f"(max - min) / median."),
     }
     if device == "cuda":
@@ -176,7 +181,7 @@ def header_lines(head: dict) -> list[str]:
     lines = [f"- machine: {head['cpu']}, {head['cores']} cores"
              + (f"; GPU {head['gpu']}" if head.get("gpu") else "") + f"; {head['os']}",
              (f"- versions: Python {head['python']}, NumPy {head['numpy']}, torch "
-              f"{head['torch']} ({head['torch_blas']}), {head['backend']}"),
+              f"{head['torch']} ({head['torch_blas']}), {_cupy(head)}"),
              f"- NumPy BLAS: {'; '.join(head['numpy_blas']) or 'unknown'}",
              f"- threads: {head['threads']} on both sides ({head['threads_how']})",
              (f"- date (UTC): {head['date_utc']}; cores busy with other processes at start "
@@ -190,6 +195,35 @@ def header_lines(head: dict) -> list[str]:
     if busy:
         lines.append(f"- **{busy}**")
     return lines
+
+
+def _cupy(head: dict) -> str:
+    """CuPy's part of ``tinynet.backend.name()`` ("numpy 2.4.6 (cupy: not installed)"),
+    whose NumPy version the versions line already gives: "CuPy: not installed"."""
+    backend = str(head.get("backend", ""))
+    prefix = f"numpy {head.get('numpy')} ("
+    if backend.startswith(prefix) and backend.endswith(")"):
+        inner = backend[len(prefix):-1]
+        return "CuPy" + inner[4:] if inner.startswith("cupy") else inner
+    return backend
+
+
+def quick_description(head: dict, rows: list[dict]) -> str:
+    """What a --quick run timed, from its rows (an --only run is a part of the set):
+    e.g. "4 training steps at batch 64 and 6 layer cases, 3 repeats", or "1 training step
+    at batch 64, 1 repeat; --only base"."""
+    steps = [r for r in rows if r["group"] == "step"]
+    layers = [r for r in rows if r["group"] != "step"]
+    parts = []
+    if steps:
+        batches = ", ".join(str(b) for b in sorted({r["batch"] for r in steps}))
+        parts.append(f"{plural(len(steps), 'training step')} at batch {batches}")
+    if layers:
+        parts.append(plural(len(layers), "layer case"))
+    text = f"{' and '.join(parts) or 'no case'}, {plural(int(head['repeats']), 'repeat')}"
+    if head.get("only"):
+        text += "; --only " + " --only ".join(head["only"])
+    return text
 
 
 def _ms(s: float) -> str:
@@ -221,8 +255,8 @@ def markdown(head: dict, rows: list[dict]) -> str:
     other = "torch CUDA" if head["device"] == "cuda" else "PyTorch"
     lines = [f"# tinynet vs PyTorch, {head['device']}", "", *header_lines(head)]
     if head.get("quick"):
-        lines.append("- **QUICK run** (batch-64 steps, five layers, 3 repeats): a smoke test, "
-                     "not the figures of record")
+        lines.append(f"- **QUICK run** ({quick_description(head, rows)}): a smoke test, "
+                     f"not the figures of record")
     lines.append("")
     steps = [r for r in rows if r["group"] == "step"]
     if steps:

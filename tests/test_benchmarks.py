@@ -26,6 +26,12 @@ def test_tiny_run_writes_markdown_json_png(tmp_path, capsys):
     md = (tmp_path / "smoke.md").read_text()
     assert md.startswith("# tinynet vs PyTorch, cpu")
     assert "threads: 1 on both sides" in md
+    assert out.startswith("# 2 cases on ") and ", 1 thread both sides, " in out
+    assert "1 interleaved repeat\n" in out and "median over 1 block," in md
+    assert ("- **QUICK run** (1 training step at batch 8 and 1 layer case, 1 repeat; --only "
+            "step/base --only layer/relu/): a smoke test") in md
+    versions = next(line for line in md.splitlines() if line.startswith("- versions:"))
+    assert versions.lower().count("numpy") == 1, versions
     data = json.loads((tmp_path / "smoke.json").read_text())
     assert data["header"]["threads"] == 1
     names = [r["name"] for r in data["results"]]
@@ -42,12 +48,40 @@ def test_tiny_run_writes_markdown_json_png(tmp_path, capsys):
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".part")]
 
 
+def test_report_counts_and_names_numpy_once():
+    from benchmarks.report import _cupy, plural, quick_description
+    assert [plural(n, "case") for n in (0, 1, 2)] == ["0 cases", "1 case", "2 cases"]
+    head = {"numpy": "2.4.6", "backend": "numpy 2.4.6 (cupy: not installed)", "repeats": 3}
+    assert _cupy(head) == "CuPy: not installed"
+    assert _cupy(dict(head, backend="numpy 2.4.6 (cupy 13.3.0: 1 GPU(s))")) == \
+        "CuPy 13.3.0: 1 GPU(s)"
+    rows = ([{"group": "step", "batch": 64}] * 4 + [{"group": "layer", "batch": 64}] * 6)
+    assert quick_description(head, rows) == ("4 training steps at batch 64 and 6 layer "
+                                             "cases, 3 repeats")
+    assert quick_description(dict(head, repeats=1, only=["base"]), rows[:1]) == \
+        "1 training step at batch 64, 1 repeat; --only base"
+
+
 def test_unknown_only_is_a_clear_error(tmp_path, capsys):
     from benchmarks.__main__ import main
     with pytest.raises(SystemExit) as e:
         main(["--only", "no-such-case", "--out", str(tmp_path)])
     assert e.value.code == 2
     assert "--only no-such-case: no case name contains that text" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("prog", ["tinynet bench", "python -m benchmarks"])
+def test_cuda_without_a_gpu_is_a_usage_error(prog, monkeypatch, capsys):
+    import torch
+
+    from benchmarks.__main__ import main
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit) as e:
+        main(["--device", "cuda", "--only", "step/base", "--quick"], prog=prog)
+    assert e.value.code == 2
+    assert capsys.readouterr().err == (f"{prog}: error: --device cuda: torch sees no CUDA "
+                                       f"device (see {prog} --help)\n")
+
 
 
 @pytest.mark.parametrize("module", ["benchmarks.__main__", "benchmarks.variants"])
@@ -93,6 +127,23 @@ def test_list_names_every_case(capsys):
                   "cross_entropy"):
         for mode in ("fwd", "bwd", "both"):
             assert f"layer/{layer}/{mode}" in names
+
+
+
+def test_python_m_benchmarks_into_a_closed_pipe_is_quiet():
+    """``python -m benchmarks --list | head -1`` has its own entry point: no traceback."""
+    import subprocess
+    import sys
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "benchmarks", "--list"], stdout=write,
+                              stderr=subprocess.PIPE, text=True, timeout=120, check=False,
+                              cwd=repo, env=dict(os.environ, PYTHONPATH=repo))
+    finally:
+        os.close(write)
+    assert proc.stderr == "" and proc.returncode == 141, (proc.returncode, proc.stderr)
 
 
 def test_profile_names_every_part_of_the_step():

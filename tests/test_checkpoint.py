@@ -409,6 +409,115 @@ def test_cli_train_resume_after_sigterm(tmp_path, model):
         assert ha[k] == hb[k], k
 
 
+def _tiny_data_set(monkeypatch):
+    """A data set named "tiny" (64 train, 32 test images) the train command can load."""
+    from tinynet.data import datasets
+
+    def reader(folder, split):
+        rng = np.random.default_rng(0 if split == "train" else 1)
+        images = rng.integers(0, 256, (64 if split == "train" else 32, 28, 28), np.uint8)
+        return images, (images[:, 14, :10].argmax(axis=1)).astype(np.int64)
+
+    monkeypatch.setitem(datasets.DATASETS, "tiny", datasets.DatasetInfo(
+        name="tiny", files={"train": [], "test": []}, md5={}, mirrors=[], reader=reader))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+
+
+def _ctrl_c_after(monkeypatch, steps: int) -> None:
+    """Ctrl-C after optimizer step ``steps``, without a real signal: call the SIGINT
+    handler fit installed, as the interpreter would."""
+    real_step = SGD.step
+    calls = [0]
+
+    def step(self):
+        real_step(self)
+        calls[0] += 1
+        if calls[0] == steps:
+            signal.getsignal(signal.SIGINT)(signal.SIGINT, None)
+
+    monkeypatch.setattr(SGD, "step", step)
+
+
+def test_cli_train_ctrl_c_prints_one_line_with_the_command_to_continue(tmp_path, monkeypatch,
+                                                                        capsys):
+    import shlex
+
+    import tinynet.cli
+    _tiny_data_set(monkeypatch)
+    _ctrl_c_after(monkeypatch, 3)
+    args = ["--data", "tiny", "--data-root", str(tmp_path), "--out", str(tmp_path / "run"),
+            "--batch-size", "8", "--no-progress"]
+    assert tinynet.cli.main(["train", *args]) == 130
+    out = capsys.readouterr().out
+    ck = tmp_path / "run" / "checkpoints" / "checkpoint.npz"
+    again = shlex.join(["tinynet", "train", *args, "--resume"])
+    assert (f"SIGINT: stopped after step 3 (epoch 1); checkpoint written to {ck}; to "
+            f"continue this run: {again}\n") in out, out
+    assert out.count("to continue") == 1 and "resume=True" not in out, out
+
+
+def test_fit_ctrl_c_tells_python_users_how_to_continue(tmp_path, monkeypatch):
+    _ctrl_c_after(monkeypatch, 2)
+    rng = np.random.default_rng(4)
+    data = rng.integers(0, 256, (40, 3, 4), dtype=np.uint8), rng.integers(0, 3, 40)
+    said = []
+    model = _mlp()
+    with pytest.raises(tinynet.train.Interrupted) as e:
+        tinynet.fit(model, CrossEntropyLoss(), SGD(model.parameters(), lr=0.1), data,
+                    batch_size=8, progress=False, log=said.append, checkpoint_dir=tmp_path)
+    expected = (f"SIGINT: stopped after step 2 (epoch 1); checkpoint written to "
+                f"{tmp_path / 'checkpoint.npz'}; to continue, run fit again with the same "
+                f"arguments, checkpoint_dir and resume=True")
+    assert str(e.value) == expected and said[-1] == expected
+    assert e.value.signal == "SIGINT" and e.value.step == 2
+
+
+def _files_of(folder) -> dict:
+    return {os.path.relpath(os.path.join(d, f), folder):
+            (os.stat(os.path.join(d, f)).st_mtime_ns, open(os.path.join(d, f), "rb").read())
+            for d, _, files in os.walk(folder) for f in files}
+
+
+def test_cli_train_resume_with_fewer_or_as_many_epochs_changes_nothing(tmp_path, monkeypatch,
+                                                                       capsys):
+    """--epochs below the epochs done is a usage error; equal says the run is complete."""
+    import tinynet.cli
+    _tiny_data_set(monkeypatch)
+    out = tmp_path / "run"
+    common = ["train", "--data", "tiny", "--data-root", str(tmp_path), "--out", str(out),
+              "--batch-size", "8", "--no-progress"]
+    assert tinynet.cli.main([*common, "--epochs", "2"]) == 0
+    capsys.readouterr()
+    before = _files_of(out)
+    with pytest.raises(SystemExit) as e:
+        tinynet.cli.main([*common, "--resume", "--epochs", "1"])
+    assert e.value.code == 2
+    printed, err = capsys.readouterr()
+    assert printed == ""
+    assert err == (f"tinynet train: error: --epochs 1 but the run in {out} has already "
+                   f"finished 2 epoch(s); give --epochs 3 or more to train further (see "
+                   f"tinynet train --help)\n")
+    assert tinynet.cli.main([*common, "--resume", "--epochs", "2"]) == 0
+    printed, err = capsys.readouterr()
+    assert printed == (f"the run in {out} is already complete: it has finished its 2 "
+                       f"epoch(s); give --epochs 3 or more to train further\n") and err == ""
+    assert _files_of(out) == before
+
+
+def test_fit_resume_with_fewer_epochs_says_how_many_are_done(tmp_path):
+    rng = np.random.default_rng(4)
+    data = rng.integers(0, 256, (40, 3, 4), dtype=np.uint8), rng.integers(0, 3, 40)
+    said = []
+    for epochs in (2, 1):
+        model = _mlp()
+        tinynet.fit(model, CrossEntropyLoss(), SGD(model.parameters(), lr=0.1), data,
+                    epochs=epochs, batch_size=8, progress=False, log=said.append,
+                    checkpoint_dir=tmp_path, resume=True)
+    assert "10 steps done, 2 (more than the 1 asked for) epoch(s) complete" in said[-2]
+    assert said[-1] == ("the run has gone past the 1 epoch(s) asked for; nothing to train "
+                        "(ask for 3 or more epochs to continue)")
+
+
 def test_resume_with_more_epochs_continues_a_finished_run(tmp_path):
     rng = np.random.default_rng(4)
     images = rng.integers(0, 256, (40, 3, 4), dtype=np.uint8)

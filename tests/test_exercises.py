@@ -277,6 +277,29 @@ def test_clear_errors_for_missing_file_class_and_broken_module(tmp_path):
         grade(dict, verbose=False)
 
 
+def test_a_folder_is_named_as_a_folder_with_its_python_files(tmp_path, capsys):
+    """``tinynet grade exercises``: not "no such file" but the .py files to pick from."""
+    (tmp_path / "linear.py").write_text("")
+    (tmp_path / "relu.py").write_text("")
+    (tmp_path / "__init__.py").write_text("")
+    (tmp_path / "README.md").write_text("")
+    with pytest.raises(SystemExit) as e:
+        main([str(tmp_path)])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err == (f"tinynet grade: error: {tmp_path}: is a folder; expected one Python "
+                   f"file, e.g. one of {tmp_path / 'linear.py'}, {tmp_path / 'relu.py'} "
+                   f"(see tinynet grade --help)\n")
+    with pytest.raises(ExerciseError, match="is a folder; expected one Python file"):
+        grade(str(tmp_path), verbose=False)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(SystemExit):
+        main([str(empty)])
+    assert (f"{empty}: is a folder, with no .py file in it; expected your Python file"
+            in capsys.readouterr().err)
+
+
 def test_student_errors_are_reported_not_raised():
     class Crashes(S.Linear):
         def backward(self, dy, input_grad=True):

@@ -263,6 +263,23 @@ def test_an_mlp_runs_the_one_thread_code_and_a_cnn_uses_the_threads(monkeypatch)
         tinynet.set_num_threads(old)
 
 
+
+@pytest.mark.parametrize("value", ["abc", "0", "-2", "1.5"])
+def test_a_bad_thread_count_in_the_environment_is_a_tinynet_error(monkeypatch, value):
+    """Library users can catch it (ArgumentError, still a ValueError); it names the
+    variable, the value and what is expected."""
+    from tinynet.functional.fast import threads
+    monkeypatch.setattr(threads, "_threads", None)   # not read yet in this process
+    monkeypatch.setenv("TINYNET_NUM_THREADS", value)
+    with pytest.raises(tinynet.errors.ArgumentError) as e:
+        tinynet.get_num_threads()
+    assert isinstance(e.value, tinynet.TinynetError) and isinstance(e.value, ValueError)
+    assert str(e.value).startswith(f"environment variable TINYNET_NUM_THREADS={value!r}: "
+                                   f"expected a whole number >= 1"), e.value
+    monkeypatch.setenv("TINYNET_NUM_THREADS", " 3 ")
+    assert threads.threads_from_env() == 3
+
+
 # ----------------------------------------------------------------------------- one code path
 @pytest.mark.parametrize("case", parity.layer_cases(), ids=lambda c: c.name)
 def test_every_layer_configuration_runs_unchanged_on_another_array_module(case, device_xp,

@@ -111,6 +111,26 @@ def test_train_out_folder_that_cannot_be_created(tmp_path):
     assert f"cannot create the output folder (--out) {tmp_path / 'file' / 'run'}" in proc.stderr
 
 
+
+def test_train_bad_thread_count_is_one_line_and_creates_nothing(tmp_path, monkeypatch, capsys):
+    import tinynet.cli
+
+    def never(*a, **k):
+        raise AssertionError("loaded something before checking the environment")
+
+    monkeypatch.setattr(tinynet.models, "build", never)
+    monkeypatch.setattr(tinynet.data, "load", never)
+    monkeypatch.setenv("TINYNET_NUM_THREADS", "abc")
+    with pytest.raises(SystemExit) as e:
+        tinynet.cli.main(["train", "--out", str(tmp_path / "thr")])
+    assert e.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1, err
+    assert err.startswith("tinynet train: error: environment variable "
+                          "TINYNET_NUM_THREADS='abc': expected a whole number >= 1"), err
+    assert not (tmp_path / "thr").exists()   # not even the checkpoint folder
+
+
 def test_train_help_describes_every_option_with_its_default():
     from tinynet.cli import train_parser
     parser = train_parser()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -190,6 +193,44 @@ def test_cli_random_base(capsys):
     norms = [float(line.split()[1]) for line in out.splitlines()
              if line.strip().startswith(("1.weight", "5.bias"))]
     assert len(norms) == 2 and all(math.isfinite(v) and v > 0 for v in norms)
+
+
+
+def _into_closed_pipe(args: list) -> subprocess.CompletedProcess:
+    """Run ``python args`` with stdout a pipe nobody reads any more (``| head -1``)."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=repo, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
+               MKL_NUM_THREADS="1", MPLBACKEND="Agg")
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        return subprocess.run([sys.executable, *args], stdout=write, stderr=subprocess.PIPE,
+                              text=True, timeout=120, check=False, env=env, cwd=repo)
+    finally:
+        os.close(write)
+
+
+def test_cli_output_into_a_closed_pipe_is_quiet():
+    """``tinynet trace | head -1``: no BrokenPipeError traceback, exit status 141."""
+    proc = _into_closed_pipe(["-m", "tinynet", "trace", "--random", "--batch", "2"])
+    assert proc.stderr == "" and proc.returncode == 141, (proc.returncode, proc.stderr)
+
+
+
+def test_cli_bad_thread_count_is_one_line_before_any_work(monkeypatch, capsys):
+    def never(*a, **k):
+        raise AssertionError("built a model before checking the environment")
+
+    monkeypatch.setattr(models, "build", never)
+    monkeypatch.setenv("TINYNET_NUM_THREADS", "abc")
+    with pytest.raises(SystemExit) as e:
+        trace_main(["--random"])
+    assert e.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == ("tinynet trace: error: environment variable TINYNET_NUM_THREADS='abc': "
+                   "expected a whole number >= 1 (the fast kernels' CPU threads), or unset "
+                   "it for one per core (see tinynet trace --help)\n")
 
 
 @pytest.mark.parametrize("name", ["bn", "simplecnn", "convbn"])

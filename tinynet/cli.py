@@ -12,7 +12,7 @@ import os
 import shlex
 import sys
 
-from .cliargs import RATE, WHOLE_0, WHOLE_1, NamesHelpFormatter, OneLineParser
+from .cliargs import RATE, WHOLE_0, WHOLE_1, NamesHelpFormatter, OneLineParser, run_command
 
 COMMANDS = {
     "train": ("tinynet.cli", "train_main",
@@ -81,6 +81,23 @@ def train_parser() -> OneLineParser:
     return p
 
 
+def _epochs_done(ckpt_path: str) -> tuple[int, bool] | None:
+    """(epochs finished, whether the next one has started) by the run whose checkpoint is
+    ``ckpt_path``, from its header alone; None when fit has to judge it (unreadable, not
+    fit's, or a run that ended early), which it does with its own message."""
+    from tinynet.errors import TinynetError
+    from tinynet.serialization import read_header
+    try:
+        progress = read_header(ckpt_path).get("progress") or {}
+    except TinynetError:
+        return None
+    epoch, count = progress.get("epoch"), progress.get("epoch_count")
+    if progress.get("finished") or type(epoch) is not int or type(count) is not int \
+            or epoch < 1:
+        return None
+    return epoch - 1, count > 0
+
+
 def train_main(argv: list[str] | None = None) -> int:
     parser = train_parser()
     args = parser.parse_args(argv)
@@ -104,6 +121,20 @@ def train_main(argv: list[str] | None = None) -> int:
     except CheckpointError as e:
         parser.error(str(e))
     if args.resume and os.path.exists(ckpt_path):  # fit says from where once it is read
+        done = _epochs_done(ckpt_path)
+        if done is not None:
+            finished, inside = done
+            if finished > args.epochs or (finished == args.epochs and inside):
+                parser.error(f"--epochs {args.epochs} but the run in {args.out} has already "
+                             f"finished {finished} epoch(s)"
+                             + (f" and started epoch {finished + 1}" if inside else "")
+                             + f"; give --epochs {finished + 1} or more to train further")
+            if finished == args.epochs and os.path.exists(os.path.join(args.out,
+                                                                       "history.json")):
+                print(f"the run in {args.out} is already complete: it has finished its "
+                      f"{finished} epoch(s); give --epochs {finished + 1} or more to train "
+                      f"further")
+                return 0
         print(f"resuming the run in {os.path.abspath(args.out)}")
 
     tinynet.manual_seed(args.seed)
@@ -120,18 +151,17 @@ def train_main(argv: list[str] | None = None) -> int:
     optimizer = tinynet.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
     run_info = {"model": args.model, "data": args.data, "lr": args.lr,
                 "momentum": args.momentum, "seed": args.seed}
+    given = list(sys.argv[2:] if argv is None else argv)
+    again = shlex.join(["tinynet", "train", *given] +
+                       ([] if "--resume" in given else ["--resume"]))
     try:
         history = tinynet.fit(model, tinynet.CrossEntropyLoss(), optimizer, train, test,
                               epochs=args.epochs, batch_size=args.batch_size,
                               shuffle=args.shuffle, seed=args.seed,
                               progress=not args.no_progress, checkpoint_dir=checkpoint_dir,
                               checkpoint_every=args.checkpoint_every, resume=args.resume,
-                              run_info=run_info)
-    except tinynet.train.Interrupted as e:  # fit printed where the checkpoint is
-        given = list(sys.argv[2:] if argv is None else argv)
-        again = shlex.join(["tinynet", "train", *given] +
-                           ([] if "--resume" in given else ["--resume"]))
-        print(f"to continue this run: {again}")
+                              run_info=run_info, resume_hint=f"to continue this run: {again}")
+    except tinynet.train.Interrupted as e:  # fit printed the checkpoint and this command
         return 143 if e.signal == "SIGTERM" else 130
     history["config"] = vars(args)
     save_history(history, os.path.join(args.out, "history.json"))
@@ -165,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from tinynet.errors import TinynetError
     try:
-        return int(entry(rest) or 0)
+        return run_command(lambda: entry(rest))
     except TinynetError as e:
         print(f"tinynet {name}: error: {e}", file=sys.stderr)
         return 1

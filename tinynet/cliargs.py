@@ -8,9 +8,16 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
+from collections.abc import Callable
 
-__all__ = ["RATE", "WHOLE_0", "WHOLE_1", "NamesHelpFormatter", "OneLineParser",
-           "batch_list", "number_type", "writable_file", "writable_folder"]
+__all__ = ["CLOSED_PIPE", "RATE", "WHOLE_0", "WHOLE_1", "NamesHelpFormatter",
+           "OneLineParser", "batch_list", "number_type", "run_command", "writable_file",
+           "writable_folder"]
+
+# The exit status of a command whose reader went away (``tinynet trace | head -1``):
+# 128 + SIGPIPE, what a shell reports for a program the signal ended.
+CLOSED_PIPE = 141
 
 
 class NamesHelpFormatter(argparse.HelpFormatter):
@@ -22,10 +29,25 @@ class NamesHelpFormatter(argparse.HelpFormatter):
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors are one line on stderr and exit status 2."""
+    """An ArgumentParser whose usage errors are one line on stderr and exit status 2.
+
+    Parsing also checks the environment variables every command reads (today
+    ``TINYNET_NUM_THREADS``), so a bad value is such a usage error before any work
+    rather than a traceback once the kernels first ask for their threads.
+    """
 
     def error(self, message: str):  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        parsed = super().parse_known_args(args, namespace)
+        from .errors import ArgumentError
+        from .functional.fast.threads import threads_from_env
+        try:
+            threads_from_env()
+        except ArgumentError as e:
+            self.error(str(e))
+        return parsed
 
 
 def number_type(kind: type, low, what: str):
@@ -80,3 +102,26 @@ def writable_file(parser: argparse.ArgumentParser, path: str | None, option: str
     and written, else a usage error naming ``option``."""
     if path:
         writable_folder(parser, os.path.dirname(os.path.abspath(path)), f"{option} file's")
+
+
+def run_command(call: Callable[[], int | None]) -> int:
+    """``call()``'s exit status, quiet when stdout's reader has gone (``| head``).
+
+    Python ignores SIGPIPE, so a write to a closed pipe raises BrokenPipeError, and the
+    flush at exit would raise it again. As the Python docs recommend (signal module,
+    "Note on SIGPIPE"): flush inside, and on BrokenPipeError point stdout at /dev/null
+    and return :data:`CLOSED_PIPE` without a word.
+    """
+    try:
+        code = int(call() or 0)
+        sys.stdout.flush()   # buffered output meets the closed pipe here, not at exit
+        return code
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        except (AttributeError, OSError, ValueError):  # stdout is not a file (tests)
+            pass
+        finally:
+            os.close(devnull)
+        return CLOSED_PIPE

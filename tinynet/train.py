@@ -76,6 +76,11 @@ def evaluate(model: Module, loss_fn, data, batch_size: int = 1000) -> tuple[floa
     return total_loss / count, 100.0 * correct / count
 
 
+# What fit's Ctrl-C/SIGTERM message tells a Python user to do; a command passes its own.
+RESUME_HINT = ("to continue, run fit again with the same arguments, checkpoint_dir and "
+               "resume=True")
+
+
 class Interrupted(KeyboardInterrupt):
     """``fit`` was stopped by Ctrl-C (SIGINT) or SIGTERM after writing a checkpoint.
 
@@ -84,10 +89,10 @@ class Interrupted(KeyboardInterrupt):
     ``step`` (the number of optimizer steps taken, all saved).
     """
 
-    def __init__(self, signame: str, checkpoint: str, epoch: int, step: int) -> None:
+    def __init__(self, signame: str, checkpoint: str, epoch: int, step: int,
+                 resume_hint: str | None = None) -> None:
         super().__init__(f"{signame}: stopped after step {step} (epoch {epoch}); checkpoint "
-                         f"written to {checkpoint}; to continue, run fit again with the same "
-                         f"arguments, checkpoint_dir and resume=True")
+                         f"written to {checkpoint}; {resume_hint or RESUME_HINT}")
         self.signal, self.checkpoint, self.epoch, self.step = signame, checkpoint, epoch, step
 
 
@@ -125,8 +130,9 @@ def _describe_checkpoint(path: str, progress: dict, epochs: int) -> str:
         written = "?"
     where = (f"at the start of epoch {epoch}" if not progress.get("epoch_count")
              else f"inside epoch {epoch}")
-    return (f"{path} (written {written}): {step} steps done, {epoch - 1} of {epochs} "
-            f"epoch(s) complete, {where}")
+    done = (f"{epoch - 1} of {epochs}" if epoch - 1 <= epochs else
+            f"{epoch - 1} (more than the {epochs} asked for)")
+    return f"{path} (written {written}): {step} steps done, {done} epoch(s) complete, {where}"
 
 
 def _whole(v) -> bool:
@@ -160,7 +166,7 @@ def fit(model: Module, loss_fn, optimizer, train, test=None, epochs: int = 1,
         max_steps: int | None = None, log: Callable[[str], None] | None = print,
         eval_batch_size: int = 1000, checkpoint_dir: str | None = None,
         checkpoint_every: int | None = None, resume: bool = False,
-        run_info: dict | None = None) -> History:
+        run_info: dict | None = None, resume_hint: str | None = None) -> History:
     """Train ``model`` for ``epochs`` epochs; return the history.
 
     Args:
@@ -184,6 +190,9 @@ def fit(model: Module, loss_fn, optimizer, train, test=None, epochs: int = 1,
         run_info: a JSON-able description of the run (e.g. the model's name and the
             learning rate), kept in every checkpoint; resuming a checkpoint written with
             a different ``run_info`` is refused.
+        resume_hint: how to continue after Ctrl-C or SIGTERM, the end of the line ``fit``
+            logs and of the :class:`Interrupted` message (default :data:`RESUME_HINT`, for
+            Python callers; ``tinynet train`` passes the command line to run).
 
     Resuming replays exactly: a checkpoint is taken between two steps and holds the
     weights, the optimizer state (momentum buffers, Adam's step), the global generator
@@ -211,7 +220,7 @@ def fit(model: Module, loss_fn, optimizer, train, test=None, epochs: int = 1,
     if checkpoint_dir is None:
         return _fit(model, loss_fn, optimizer, train, test, epochs, batch_size, shuffle,
                     seed, callback, progress, max_steps, log, eval_batch_size, None,
-                    checkpoint_every, resume, run_info)
+                    checkpoint_every, resume, run_info, resume_hint)
     ckpt_path = check_checkpoint_dir(checkpoint_dir, CHECKPOINT_NAME)
     with RunLock(os.path.dirname(ckpt_path)) as lock:
         if lock.note and log:
@@ -219,12 +228,12 @@ def fit(model: Module, loss_fn, optimizer, train, test=None, epochs: int = 1,
         remove_torn_writes(ckpt_path)  # ours alone: the folder is locked
         return _fit(model, loss_fn, optimizer, train, test, epochs, batch_size, shuffle,
                     seed, callback, progress, max_steps, log, eval_batch_size, ckpt_path,
-                    checkpoint_every, resume, run_info)
+                    checkpoint_every, resume, run_info, resume_hint)
 
 
 def _fit(model, loss_fn, optimizer, train, test, epochs, batch_size, shuffle, seed,
          callback, progress, max_steps, log, eval_batch_size, ckpt_path, checkpoint_every,
-         resume, run_info) -> History:
+         resume, run_info, resume_hint) -> History:
     from tqdm.auto import tqdm
 
     from .serialization import check_training_state, load, read_header, restore, save
@@ -284,8 +293,12 @@ def _fit(model, loss_fn, optimizer, train, test, epochs, batch_size, shuffle, se
             say(f"that run had finished ({finished}); nothing to do")
             return history
         if first_epoch > epochs:
-            say(f"all {epochs} epoch(s) are done; nothing to train (ask for more epochs to "
-                f"continue)")
+            if first_epoch - 1 > epochs or resumed.get("epoch_count"):
+                say(f"the run has gone past the {epochs} epoch(s) asked for; nothing to "
+                    f"train (ask for {first_epoch} or more epochs to continue)")
+            else:
+                say(f"all {epochs} epoch(s) are done; nothing to train (ask for more "
+                    f"epochs to continue)")
     start_all = time.perf_counter()
     saver = None if ckpt_path is None else _Saver(ckpt_path, save, last_saved)
     meta = {"fit_setup": setup} if run_info is None else {"fit_setup": setup, "run": run_info}
@@ -306,7 +319,7 @@ def _fit(model, loss_fn, optimizer, train, test, epochs, batch_size, shuffle, se
             if flag is None or flag.signame is None:
                 return
             path = written or checkpoint(epoch, sums)
-            err = Interrupted(flag.signame, path, epoch, step)
+            err = Interrupted(flag.signame, path, epoch, step, resume_hint)
             say(str(err))
             raise err
 

@@ -15,7 +15,15 @@ import os
 import sys
 
 from ..cliargs import WHOLE_0, OneLineParser
-from .grader import EXERCISES, ExerciseError, Grades, Report, grade, load_student
+from .grader import (
+    EXERCISES,
+    ExerciseError,
+    Grades,
+    Report,
+    folder_problem,
+    grade,
+    load_student,
+)
 from .hints import MISTAKES
 
 __all__ = [
@@ -57,6 +65,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    if os.path.isdir(args.file):
+        p.error(folder_problem(args.file))
     if not os.path.isfile(args.file) or not args.file.endswith(".py"):
         p.error(f"{args.file}: {'not a .py file' if os.path.isfile(args.file) else 'no such file'}"
                 f"; expected your Python file, e.g. exercises/linear.py")

@@ -455,9 +455,26 @@ def close_enough(a, b) -> bool:
 
 
 # ---------------------------------------------------------------------- entry points
+def folder_problem(folder: str) -> str:
+    """What to say when a folder is given where one Python file is expected: the
+    ``.py`` files it holds (``exercises`` -> ``exercises/linear.py, ...``), if any."""
+    try:
+        files = sorted(f for f in os.listdir(folder)
+                       if f.endswith(".py") and not f.startswith("_"))
+    except OSError:
+        files = []
+    if not files:
+        return (f"{folder}: is a folder, with no .py file in it; expected your Python "
+                f"file, e.g. exercises/linear.py")
+    return (f"{folder}: is a folder; expected one Python file, e.g. one of "
+            + ", ".join(os.path.join(folder, f) for f in files))
+
+
 def load_student(path: str):
     """Execute a student's file as a module (that is all: no other side effects)."""
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ExerciseError(folder_problem(path))
     if not os.path.isfile(path):
         raise ExerciseError(f"no such file: {path!r} (expected a Python file such as "
                             f"exercises/linear.py)")

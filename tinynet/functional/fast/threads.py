@@ -38,6 +38,7 @@ from typing import Any
 import numpy
 
 from ...backend import get_array_module
+from ...errors import ArgumentError
 
 __all__ = ["ELEMENT_GRAIN", "MATMUL_GRAIN", "column_sums", "get_num_threads", "info", "matmul",
            "parallel_for", "region", "set_num_threads", "sum_over_ranges"]
@@ -56,12 +57,31 @@ _blas: Any = None            # threadpoolctl's view of the loaded BLAS, made on 
 _why_serial = ""
 
 
+NUM_THREADS_ENV = "TINYNET_NUM_THREADS"
+
+
+def threads_from_env() -> int | None:
+    """``TINYNET_NUM_THREADS`` as a thread count, None when unset or empty.
+
+    Raises :class:`~tinynet.errors.ArgumentError` (a ValueError) naming the variable, its
+    value and what is expected; the commands call this before any work (see
+    ``tinynet.cliargs``), so a bad value is one line there, not a traceback mid-run.
+    """
+    raw = os.environ.get(NUM_THREADS_ENV, "")
+    env = raw.strip()
+    if not env:
+        return None
+    if not (env.isascii() and env.isdigit()) or int(env) < 1:
+        raise ArgumentError(f"environment variable {NUM_THREADS_ENV}={raw!r}: expected a "
+                            f"whole number >= 1 (the fast kernels' CPU threads), or unset "
+                            f"it for one per core")
+    return int(env)
+
+
 def _default_threads() -> int:
-    env = os.environ.get("TINYNET_NUM_THREADS", "").strip()
-    if env:
-        if not env.isdigit() or int(env) < 1:
-            raise ValueError(f"TINYNET_NUM_THREADS must be a positive integer, got {env!r}")
-        return int(env)
+    env = threads_from_env()
+    if env is not None:
+        return env
     try:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):

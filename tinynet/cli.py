@@ -12,7 +12,14 @@ import os
 import shlex
 import sys
 
-from .cliargs import RATE, WHOLE_0, WHOLE_1, NamesHelpFormatter, OneLineParser, run_command
+from .cliargs import (
+    RATE,
+    WHOLE_0,
+    WHOLE_1,
+    NamesHelpFormatter,
+    OneLineParser,
+    run_command,
+)
 
 COMMANDS = {
     "train": ("tinynet.cli", "train_main",

@@ -32,12 +32,16 @@ SWEEPS = {
     "optimizer": [(o, lr, 64, "relu") for lr in (0.01, 0.001, 0.0001) for o in ("sgd", "adam")],
 }
 DISCUSSION = """After one epoch at lr 0.01, smaller batches (more, noisier steps) reach a
-higher accuracy (batch 16: about 91% against 73% at batch 128); lr 0.1 is the best SGD rate
+higher accuracy (batch 16: 90.8% against 72.7% at batch 128); lr 0.1 is the best SGD rate
 and 0.0001 barely moves; sigmoid is stuck near chance at lr 0.01 while tanh and ELU beat
-ReLU; Adam beats plain SGD at every lr tried, best at 0.001. The twin matches to 0.05
-points everywhere except Adam at lr 0.01, where training is unstable and float32 rounding
-differences grow into a different run (87% vs 94% after the epoch); in float64 tinynet's
-and PyTorch's Adam losses agree to 1e-12 over 300 steps, so the formulas are the same."""
+ReLU; Adam beats plain SGD at every lr tried, best at 0.001 (96.1%). The per-step curves
+show where the epoch goes: Adam reaches about 90% batch accuracy within the first 5,000
+images at lr 0.01 and 0.001, SGD at lr 0.01 climbs all epoch, and SGD at 0.001 or 0.0001
+and sigmoid stay flat. The twin matches to 0.01 points everywhere except Adam at lr 0.01
+(94.19% against 92.91%) and, less, at 0.001 (96.08 against 95.92): at those rates training
+is noisy and float32 rounding differences grow into a different run; in float64
+tinynet's and PyTorch's Adam losses agree to 1e-12 over 300 steps, so the formulas are
+the same."""
 
 
 def _smooth(values: list, window: int) -> list:

@@ -37,12 +37,14 @@ HEAD_MAX_EPOCHS = 20
 N_VAL = 10_000
 DISCUSSION = """The reconstruction error falls steadily with the latent size (test MSE
 0.057 at d = 2, 0.012 at d = 32, 0.008 at d = 64) and the twin agrees to the fourth
-digit. The linear head on the frozen 32-dimensional code does worse than a linear model
-on the raw pixels here (about 74% against 92%), but that comparison is unfair to the
-code: the codes are not standardised and are tens of units large, so SGD at lr 0.1
-oscillates (train loss stays near 2, test accuracy jumps between 70% and 85% from epoch
-to epoch). Standardising the codes or a smaller lr for that head is the fix; it was not
-run for lack of machine time."""
+digit. Both linear classifiers were tuned the same way (lr from 1 to 0.001, up to 20
+epochs, chosen on a validation split of 10,000): the head on the frozen 32-dimensional
+code reaches 88.84% test accuracy (lr 0.003, epoch 10) against 92.55% for a linear model
+on the raw pixels (lr 0.3, epoch 17). The code is competitive with 330 parameters against
+7,850 but not better: the auto-encoder was trained to reconstruct, not to separate
+classes. The head wants a small lr (its codes are tens of units large; at lr 0.1 and
+above its validation accuracy swings by several points from epoch to epoch), which is
+why the earlier untuned head at lr 0.1 gave 74%."""
 
 
 def autoencoder(d: int) -> Sequential:

@@ -43,7 +43,7 @@ DISCUSSION = """The base MLP lands within 0.4 points of the report at lr 0.1, 0.
 (87.64 / 83.45 / 70.98 against 87.3 / 83.4 / 71.1), and its PyTorch twin within 0.03
 points of tinynet: same initial weights and batches give the same run up to float32
 rounding. Three seeds measure the noise: sd 0.19 / 0.19 / 0.42 points for the base MLP,
-0.1 to 1.0 for the BN MLP; the report's figure lies inside the seeds' range in five of
+0.1 to 1.0 for the BN MLP; the report's figure lies inside the seeds' range in four of
 the seven converging rows, 0.23 below it (base, lr 0.1), 0.12 above it (base, lr 0.001)
 and 1.1 below it (BN, lr 0.01). At lr 1 tinynet's loss becomes NaN in epoch 2 (diverged)
 in two seeds of three and the third crawls to 19.5%; the twin's float32 run does not reach

@@ -49,8 +49,8 @@ and 1.1 below it (BN, lr 0.01). At lr 1 tinynet's loss becomes NaN in epoch 2 (d
 in two seeds of three and the third crawls to 19.5%; the twin's float32 run does not reach
 NaN but sits at 10.00%, chance level, for all 10 epochs (stuck): all are the report's
 "10.0" failure. BatchNorm makes the learning rate matter far less: every lr reaches
-84-87%, even lr 1. The BN twin differs from tinynet by up to 1.1 points, within the BN
-seeds' spread: BatchNorm amplifies float32 rounding from step to step (S3 shows this; in
+84-87%, even lr 1. The BN twin differs from tinynet by up to 1.1 points, about the BN
+seeds' range: BatchNorm amplifies float32 rounding from step to step (S3 shows this; in
 float64 the two agree to 1e-12). Epochs to 85% match the report within two epochs; base
 lr 0.001, which the report needed 119 epochs for, is at 81.2% at the 30-epoch cap this
 shared machine could afford."""

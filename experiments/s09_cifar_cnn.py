@@ -40,19 +40,19 @@ REPORTED = {"MLP best": "train < 60, below the CNN (20 epochs)",
             "CNN": "train > 80, validation above the MLP (20 epochs)",
             "CNN + BN": "better validation and a smaller train/validation gap than the "
                         "plain CNN (80 epochs)"}
-DISCUSSION = """Report 002 found its CNN (fewer parameters than the best MLP) well ahead of
-the MLP after 20 epochs (train accuracy above 80% against below 60%) and BatchNorm
+DISCUSSION = """Report 002 found its CNN (fewer parameters than the best MLP) well ahead
+of the MLP after 20 epochs (train accuracy above 80% against below 60%) and BatchNorm
 narrowing the train/validation gap. The full CPU run here is at half width (w = 0.5, said
 on the table and plots; `--device cuda` runs the full width), 20 epochs each at lr 0.01.
 The CNN, with a sixth of the MLP's parameters (666,538 against 3,709,194), ends 14 points
 ahead on test accuracy (57.26% against 43.07%; train 68.4% against 50.2%), after a slow
 start (it is below the MLP for the first five epochs). With BatchNorm the same CNN reaches
 72% test accuracy within 5 epochs and 75.93% after 20, 19 points above the plain CNN, but
-it fits the training set completely (100% train accuracy; its test loss is lowest at epoch 4 and rises from there),
-so its train/test gap is larger, not smaller, than the plain CNN's: at lr 0.01 and without
-augmentation, BatchNorm speeds up fitting more than it regularises. The report's BN run
-used lr 0.001 and 80 epochs, which we did not run. The filters of the first layer and the
-feature maps of the trained CNN + BN are plotted."""
+it fits the training set completely (100% train accuracy; its test loss is lowest at epoch
+4 and rises from there), so its train/test gap is larger, not smaller, than the plain
+CNN's: at lr 0.01 and without augmentation, BatchNorm speeds up fitting more than it
+regularises. The report's BN run used lr 0.001 and 80 epochs, which we did not run. The
+filters of the first layer and the feature maps of the trained CNN + BN are plotted."""
 
 
 def scale_text(width: float, device: str, short: bool = False) -> str:

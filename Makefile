@@ -18,7 +18,7 @@ EPOCHS ?= 1
 $(VENV)/.base: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e .
+	$(PY) -m pip install -q -e '.[threads]'
 	touch $@
 
 $(VENV)/.test: $(VENV)/.base

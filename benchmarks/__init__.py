@@ -8,7 +8,7 @@ Run ``python -m benchmarks`` (or ``tinynet bench``); ``--help`` lists the option
   training steps, each with its tinynet and PyTorch callables and, for steps, the
   matrix products of the step alone (the "GEMM floor");
 * :mod:`benchmarks.report`  the machine header, the markdown table, the JSON, the PNG;
-* :mod:`benchmarks.mlp_step` the focused base-MLP step script of issue 11.
+* :mod:`benchmarks.variants` tinynet's default against one thread and against the reference kernels.
 
 TF32 is disabled before CuPy can be imported (``CUPY_TF32=0``), so a GPU run compares
 full float32 products on both sides.

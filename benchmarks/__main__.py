@@ -8,8 +8,12 @@ Examples::
     python -m benchmarks --device cuda        # CuPy against torch CUDA
     python -m benchmarks --list               # case names
 
-Writes ``<out>/<name>.md``, ``.json`` and ``.png`` (``<out>`` defaults to
-``benchmarks/results/<machine-tag>``) and prints the markdown table.
+Writes ``<out>/<name>.md``, ``.json`` and ``.png`` and prints the markdown table.
+``<out>`` is ``runs/benchmarks/<machine-tag>`` (ignored by git); ``--record`` writes into
+the committed ``benchmarks/results/<machine-tag>`` instead.
+
+The targets are speed goals, not tests: a MISSED target is printed and the command
+still exits 0 (it exits non-zero only when it cannot run).
 """
 
 from __future__ import annotations
@@ -21,21 +25,25 @@ import time
 
 import benchmarks  # first: sets CUPY_TF32=0 before tinynet imports cupy
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
-
-def _parser() -> argparse.ArgumentParser:
+def _parser(prog: str = "tinynet bench") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m benchmarks",
+        prog=prog,
         description="Time tinynet against PyTorch side by side: layers (forward, backward, "
                     "both) and whole training steps, interleaved, after warm-up, with a "
-                    "pause before every timed block.")
+                    "pause before every timed block (also: python -m benchmarks).",
+        epilog="Each step has a target, the most tinynet/PyTorch may be on that device. "
+               "MISSED means this run was slower than that: a speed goal, not a test, so "
+               "the exit status stays 0. Results: runs/benchmarks/<machine>/ unless "
+               "--record or --out.")
     p.add_argument("--quick", action="store_true",
                    help="batch-64 steps and five layers, 3 repeats (under a minute)")
     p.add_argument("--only", action="append", metavar="TEXT",
                    help="run only cases whose name contains TEXT (repeatable), "
                         "e.g. step/base, layer/conv, /both")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="cpu (NumPy against torch) or cuda (CuPy against torch CUDA); "
+                        "default cpu")
     p.add_argument("--repeats", type=int, default=None,
                    help="timed blocks per side and case (default 5, quick 3)")
     p.add_argument("--threads", type=int, default=None,
@@ -46,8 +54,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="seconds each timed block lasts at least (default 0.1, quick 0.03)")
     p.add_argument("--batches", default=None,
                    help="step batch sizes, comma separated (default 64,256,1024)")
+    p.add_argument("--record", action="store_true",
+                   help="write into the committed benchmarks/results/<machine-tag>/ (default: "
+                        "runs/benchmarks/<machine-tag>/, ignored by git)")
     p.add_argument("--out", default=None,
-                   help="output folder (default benchmarks/results/<machine-tag>)")
+                   help="output folder (default: see --record)")
     p.add_argument("--name", default=None,
                    help="base name of the output files (default 'suite' or 'quick')")
     p.add_argument("--list", action="store_true", help="list the case names and exit")
@@ -97,15 +108,15 @@ def run_case(case, timer, repeats: int, device: str) -> dict:
     return row
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "tinynet bench") -> int:
+    args = _parser(prog).parse_args(argv)
     from . import cases as C
     from .report import (
         busy_warning,
         load_average,
         machine_header,
-        machine_tag,
         markdown,
+        output_folder,
         write_json,
         write_markdown,
         write_png,
@@ -143,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     timer = Timer(pause=args.pause, min_block=min_block, device=args.device,
                   warmup=0.05 if args.quick else 0.2)
     head = machine_header(args.device, threads, timer, repeats)
+    head["quick"] = bool(args.quick)
     busy = busy_warning(head)
     if busy:
         print(f"warning: {busy}" + ("" if threads.count == 1 or "SCHED_FIFO" in head["scheduling"]
@@ -162,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     head["seconds"] = round(time.perf_counter() - t0, 1)
     head["load_average_end"] = load_average()
     text = markdown(head, rows)
-    out = args.out or os.path.join(RESULTS, machine_tag(head))
+    out = output_folder(head, args.out, args.record)
     name = args.name or ("quick" if args.quick else "suite")
     if args.only and not args.name:
         name += "-only"
@@ -171,9 +183,18 @@ def main(argv: list[str] | None = None) -> int:
              write_png(os.path.join(out, name + ".png"), head, rows)]
     print()
     print(text)
+    missed = [r["name"] for r in rows if _missed(r)]
+    if missed:
+        print(f"\n{len(missed)} target(s) MISSED ({', '.join(missed)}): tinynet was slower "
+              f"than the goal in this run. Speed goals are not tests; exit status 0.")
     print("written: " + ", ".join(paths))
     return 0
 
 
+def _missed(row: dict) -> bool:
+    from .report import verdict
+    return "MISSED" in verdict(row)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(prog="python -m benchmarks"))

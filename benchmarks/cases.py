@@ -78,8 +78,8 @@ def _torch():
 
 def _xp(device: str):
     if device == "cuda":
-        from tinynet.backend import _cupy
-        return _cupy
+        from tinynet.backend import cupy_module
+        return cupy_module()
     return numpy
 
 
@@ -293,8 +293,7 @@ def step_products(model, x_shape: tuple) -> list[tuple[str, tuple, tuple, tuple]
 def _gemm_callables(prods, device: str, seed: int = 2):
     """(tinynet-BLAS fn, torch fn, FLOPs) running ``prods`` with preallocated outputs.
 
-    tinynet's side runs each product through ``tinynet.parallel.matmul``, as its layers
-    do (split over tinynet's threads, NumPy's BLAS at one thread when there are several).
+    tinynet's side runs each product as one ``xp.matmul`` call, as its layers do.
     """
     torch = _torch()
     xp = _xp(device)
@@ -315,11 +314,9 @@ def _gemm_callables(prods, device: str, seed: int = 2):
         th_ops.append((at, bt, torch.empty((m, n), dtype=torch.float32, device=_tdev(device))))
         flops += 2 * m * k * n
 
-    from tinynet.parallel import matmul   # as tinynet runs them: split over its threads
-
     def run_np():
         for a, b, out in np_ops:
-            matmul(a, b, out=out)
+            xp.matmul(a, b, out=out)
 
     def run_torch():
         for a, b, out in th_ops:

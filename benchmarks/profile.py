@@ -43,7 +43,8 @@ def profile_step(model_name: str, batch: int, steps: int = 20, device: str = "cp
     """Per-part median seconds of ``steps`` training steps (after 3 warm-up steps)."""
     import tinynet
     from tinynet import models
-    from tinynet.module import _first_with_parameters
+    from tinynet.functional.fast import threads
+    from tinynet.module import first_with_parameters
 
     from .timing import make_sync
     sync = make_sync(device)
@@ -56,13 +57,14 @@ def profile_step(model_name: str, batch: int, steps: int = 20, device: str = "cp
     shape = (batch,) + models.INPUT_SHAPES[model_name]
     xp = numpy
     if device == "cuda":
-        from tinynet.backend import _cupy as xp
+        from tinynet.backend import cupy_module
+        xp = cupy_module()
     x = xp.asarray(rng.random(shape, dtype=numpy.float32))
     t = xp.asarray(rng.integers(0, 10, batch))
     loss_fn = tinynet.CrossEntropyLoss()
     opt = tinynet.SGD(model.parameters(), lr=lr)
     layers = list(model)
-    first = _first_with_parameters(layers)
+    first = first_with_parameters(layers)
     parts: dict[str, list] = {}
     shapes: dict[int, tuple] = {}
 
@@ -76,14 +78,17 @@ def profile_step(model_name: str, batch: int, steps: int = 20, device: str = "cp
 
     def step():
         h = x
-        for i, layer in enumerate(layers):
-            shapes[i] = tuple(h.shape)
-            h = timed(f"{i} fwd", lambda layer=layer, h=h: layer(h))
+        with threads.region(model):          # as Sequential.forward runs its layers
+            for i, layer in enumerate(layers):
+                shapes[i] = tuple(h.shape)
+                h = timed(f"{i} fwd", lambda layer=layer, h=h: layer(h))
         timed("loss", lambda: loss_fn(h, t))
         g = timed("loss bwd", loss_fn.backward)
         timed("zero_grad", opt.zero_grad)
-        for i in range(len(layers) - 1, first - 1, -1):
-            g = timed(f"{i} bwd", lambda i=i, g=g: layers[i].backward(g, input_grad=i != first))
+        with threads.region(model):
+            for i in range(len(layers) - 1, first - 1, -1):
+                g = timed(f"{i} bwd",
+                          lambda i=i, g=g: layers[i].backward(g, input_grad=i != first))
         timed("sgd", opt.step)
 
     def whole():

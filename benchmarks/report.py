@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import io
 import json
 import os
 import platform
@@ -82,6 +81,7 @@ def machine_header(device: str, threads, timer, repeats: int) -> dict:
         "min_block_s": timer.min_block,
         "repeats": repeats,
         "load_average_start": load_average(),
+        "cores_in_use_start": cores_in_use(),
         "scheduling": scheduling(),
         "method": (f"tinynet and PyTorch in one process, interleaved (order reversed every "
                    f"repeat), each after its own warm-up; every timed block starts after a "
@@ -97,26 +97,52 @@ def machine_header(device: str, threads, timer, repeats: int) -> dict:
     return head
 
 
-def busy_warning(head: dict) -> str:
-    """A warning when other processes were running: the 1-minute load average at the start
-    (taken before the suite's own threads run) above the core count minus a half."""
+def cores_in_use(seconds: float = 0.5) -> float | None:
+    """How many cores other processes kept busy over ``seconds`` while this one slept
+    (from ``/proc/stat``; None where there is none). Unlike the load average, which
+    decays over minutes, this is the machine now."""
+    import time
+
+    def read():
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+        return sum(fields), fields[3] + (fields[4] if len(fields) > 4 else 0)
     try:
-        load = float(str(head.get("load_average_start", "")).split()[0])
-    except (ValueError, IndexError):
-        return ""
+        total0, idle0 = read()
+        time.sleep(seconds)
+        total1, idle1 = read()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total1 <= total0:
+        return None
+    return round((1 - (idle1 - idle0) / (total1 - total0)) * (os.cpu_count() or 1), 2)
+
+
+def busy_warning(head: dict) -> str:
+    """A warning when other processes were running at the start: the cores they kept busy
+    (``cores_in_use``, measured before the suite's own threads run), else the 1-minute
+    load average, above the core count minus a half."""
+    load = head.get("cores_in_use_start")
+    what = "cores busy with other processes"
+    if load is None:
+        what = "load average"
+        try:
+            load = float(str(head.get("load_average_start", "")).split()[0])
+        except (ValueError, IndexError):
+            return ""
     cores = head.get("cores") or 1
     if load <= cores - 0.5:
         return ""
     if str(head.get("scheduling", "")).startswith(("SCHED_FIFO", "SCHED_RR")):
-        return (f"other processes were running (load average {load:.1f} on {cores} cores at "
+        return (f"other processes were running ({what} {load:.1f} of {cores} at "
                 f"the start); the suite ran under real-time scheduling, so its timed blocks "
                 f"had the cores and the others ran during the pauses; the spreads show what "
                 f"noise is left")
     threads = head.get("threads") or 1
     if threads + load <= cores + 0.5:
-        return (f"other processes were running (load average {load:.1f} on {cores} cores at "
+        return (f"other processes were running ({what} {load:.1f} of {cores} at "
                 f"the start), leaving a core to each of the suite's {threads} thread(s)")
-    return (f"the machine was busy (load average {load:.1f} on {cores} cores at the start, "
+    return (f"the machine was busy ({what} {load:.1f} of {cores} at the start, "
             f"{threads} threads here): other processes took CPU time, a multi-threaded BLAS "
             f"waits for its descheduled threads, and these numbers are noise")
 
@@ -131,6 +157,41 @@ def machine_tag(head: dict) -> str:
     return re.sub(r"[^a-z0-9]+", "-", base.lower()).strip("-")
 
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def output_folder(head: dict, out: str | None, record: bool) -> str:
+    """Where results go: ``out`` when given; with ``record`` the committed
+    ``benchmarks/results/<machine>/``; otherwise ``runs/benchmarks/<machine>/`` (ignored by
+    git), so running a benchmark never rewrites a committed result by accident."""
+    if out:
+        return out
+    if record:
+        return os.path.join(REPO, "benchmarks", "results", machine_tag(head))
+    return os.path.join("runs", "benchmarks", machine_tag(head))
+
+
+def header_lines(head: dict) -> list[str]:
+    """The machine, versions, threads, date and method as markdown bullet lines."""
+    lines = [f"- machine: {head['cpu']}, {head['cores']} cores"
+             + (f"; GPU {head['gpu']}" if head.get("gpu") else "") + f"; {head['os']}",
+             (f"- versions: Python {head['python']}, NumPy {head['numpy']}, torch "
+              f"{head['torch']} ({head['torch_blas']}), {head['backend']}"),
+             f"- NumPy BLAS: {'; '.join(head['numpy_blas']) or 'unknown'}",
+             f"- threads: {head['threads']} on both sides ({head['threads_how']})",
+             (f"- date (UTC): {head['date_utc']}; cores busy with other processes at start "
+              f"{head.get('cores_in_use_start', 'n/a')}; load average at start "
+              f"{head['load_average_start']}, at end {head.get('load_average_end', 'n/a')}; "
+              f"scheduling {head.get('scheduling', 'unknown')}"),
+             f"- method: {head['method']}"]
+    if head.get("tf32"):
+        lines.append(f"- TF32: {head['tf32']}")
+    busy = busy_warning(head)
+    if busy:
+        lines.append(f"- **{busy}**")
+    return lines
+
+
 def _ms(s: float) -> str:
     ms = s * 1e3
     return f"{ms:.3f}" if ms < 1 else f"{ms:.2f}" if ms < 100 else f"{ms:.0f}"
@@ -140,7 +201,7 @@ def _cell(stat: dict) -> str:
     return f"{_ms(stat['median'])} ±{100 * stat['spread'] / 2:.0f}%"
 
 
-def _verdict(row: dict) -> str:
+def verdict(row: dict) -> str:
     t = row.get("target")
     if not t:
         return ""
@@ -158,23 +219,10 @@ def markdown(head: dict, rows: list[dict]) -> str:
     """The header and two tables (steps, layers) in GitHub markdown."""
     side = "CuPy" if head["device"] == "cuda" else "tinynet (NumPy)"
     other = "torch CUDA" if head["device"] == "cuda" else "PyTorch"
-    lines = [f"# tinynet vs PyTorch, {head['device']}",
-             "",
-             f"- machine: {head['cpu']}, {head['cores']} cores"
-             + (f"; GPU {head['gpu']}" if head.get("gpu") else "") + f"; {head['os']}",
-             (f"- versions: Python {head['python']}, NumPy {head['numpy']}, torch "
-             f"{head['torch']} ({head['torch_blas']}), {head['backend']}"),
-             f"- NumPy BLAS: {'; '.join(head['numpy_blas']) or 'unknown'}",
-             f"- threads: {head['threads']} on both sides ({head['threads_how']})",
-             (f"- date (UTC): {head['date_utc']}; load average at start "
-             f"{head['load_average_start']}, at end {head.get('load_average_end', 'n/a')}; "
-             f"scheduling {head.get('scheduling', 'unknown')}"),
-             f"- method: {head['method']}"]
-    if head.get("tf32"):
-        lines.append(f"- TF32: {head['tf32']}")
-    busy = busy_warning(head)
-    if busy:
-        lines.append(f"- **{busy}**")
+    lines = [f"# tinynet vs PyTorch, {head['device']}", "", *header_lines(head)]
+    if head.get("quick"):
+        lines.append("- **QUICK run** (batch-64 steps, five layers, 3 repeats): a smoke test, "
+                     "not the figures of record")
     lines.append("")
     steps = [r for r in rows if r["group"] == "step"]
     if steps:
@@ -183,6 +231,9 @@ def markdown(head: dict, rows: list[dict]) -> str:
                   "GEMM floor = the step's matrix products alone with NumPy's BLAS "
                   "(torch's BLAS in brackets); GFLOP/s = those products' FLOPs / the whole "
                   "step's time; step/floor = how far the step is from its own products."), "",
+                  ("target: the most tinynet/PyTorch may be on this device. MISSED means "
+                   "tinynet was slower than that in this run: a speed goal, not a test, so "
+                   "the command still exits 0."), "",
                   (f"| case | batch | {side} ms | {other} ms | ratio | GEMM floor ms | "
                   f"GFLOP/s | step/floor | target |"),
                   "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
@@ -193,7 +244,7 @@ def markdown(head: dict, rows: list[dict]) -> str:
             fr = f"{r['floor_ratio']:.2f}x" if r.get("floor_ratio") else ""
             lines.append(f"| {r['title']} | {r['batch']} | {_cell(r['tinynet'])} | "
                          f"{_cell(r['torch'])} | **{r['ratio']:.2f}** | {floor} | {gf} | "
-                         f"{fr} | {_verdict(r)} |")
+                         f"{fr} | {verdict(r)} |")
         lines.append("")
     layers = [r for r in rows if r["group"] == "layer"]
     if layers:
@@ -219,12 +270,12 @@ def write_markdown(path: str, text: str) -> str:
 
 def write_png(path: str, head: dict, rows: list[dict]) -> str:
     """Horizontal bars of tinynet/torch per case, a line at 1 and each target marked."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    from tinynet.plot import figure, save_figure
     rows = list(rows)
-    height = max(3.0, 0.28 * len(rows) + 1.5)
-    fig, ax = plt.subplots(figsize=(9, height))
+    height = max(3.0, 0.28 * len(rows) + 1.8)
+    fig, ax = figure(figsize=(9, height))
     labels = [r["title"] + (f" N={r['batch']}" if r["group"] == "step" else "") for r in rows]
     ratios = [r["ratio"] for r in rows]
     colors = []
@@ -243,13 +294,16 @@ def write_png(path: str, head: dict, rows: list[dict]) -> str:
     ax.set_yticks(list(ys))
     ax.set_yticklabels(labels, fontsize=7)
     ax.invert_yaxis()
-    ax.set_xlabel("time ratio tinynet / PyTorch (lower is better; black ticks: targets)")
+    ax.set_xlabel("time ratio tinynet / PyTorch (lower is better; dashed: equal speed)")
+    ax.legend(handles=[Patch(color="tab:green", label="step within its target (black tick)"),
+                       Patch(color="tab:red", label="step slower than its target"),
+                       Patch(color="tab:gray", label="layer (no target)")],
+              fontsize=7, loc="lower right")
     dev = head.get("gpu") if head["device"] == "cuda" else head["cpu"]
-    ax.set_title(f"tinynet vs PyTorch, {head['device']}: {dev}, {head['threads']} threads, "
-                 f"{head['date_utc']} UTC", fontsize=8)
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write(path, lambda f: f.write(buf.getvalue()))
+    title = (f"tinynet vs PyTorch, {head['device']}: {dev}, {head['threads']} threads, "
+             f"{head['date_utc']} UTC")
+    if head.get("quick"):
+        title = "QUICK run: " + title
+    ax.set_title(title, fontsize=8)
+    save_figure(fig, path, dpi=110)
     return path

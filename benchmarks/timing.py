@@ -40,9 +40,8 @@ class Threads:
 def set_threads(count: int | None) -> Threads:
     """Use ``count`` threads (default: every core) in tinynet, NumPy's BLAS and PyTorch.
 
-    PyTorch: ``torch.set_num_threads``; tinynet: ``tinynet.set_num_threads`` (which holds
-    NumPy's BLAS at one thread when it uses more than one of its own). NumPy:
-    ``threadpoolctl.threadpool_limits`` on
+    PyTorch: ``torch.set_num_threads``; tinynet: ``tinynet.set_num_threads`` (the threads
+    its fast kernels split a batch over). NumPy: ``threadpoolctl.threadpool_limits`` on
     every BLAS library loaded (and OpenMP, which NumPy itself does not use). Without
     threadpoolctl the environment variables are the only lever, and they only work when
     set before NumPy is imported, which the returned ``how`` says.
@@ -63,14 +62,14 @@ def set_threads(count: int | None) -> Threads:
         return Threads(count, "environment variables (threadpoolctl missing: they only "
                               "take effect if set before numpy was imported)")
     _LIMITERS.append(threadpool_limits(limits=count, user_api="blas"))
-    # tinynet's own threads; with more than one, NumPy's BLAS is held at one thread.
-    from tinynet import parallel
-    parallel.set_num_threads(count)
+    import tinynet
+    from tinynet.functional.fast import threads as tinynet_threads
+    tinynet.set_num_threads(count)
     blas = [f"{i.get('internal_api')} {i.get('version')} ({i.get('num_threads')} threads, "
             f"{os.path.basename(i.get('filepath', ''))})"
             for i in threadpool_info() if i.get("user_api") == "blas"]
     return Threads(count, "torch.set_num_threads + tinynet.set_num_threads + "
-                          "threadpoolctl.threadpool_limits", blas + [parallel.info()])
+                          "threadpoolctl.threadpool_limits", blas + [tinynet_threads.info()])
 
 
 def make_sync(device: str) -> Callable[[], None]:
@@ -126,17 +125,30 @@ class Timer:
         per_call = spent / calls
         return max(1, min(self.max_number, math.ceil(self.min_block / max(per_call, 1e-9))))
 
-    def compare(self, sides: dict[str, Callable[[], object]], repeats: int) -> dict[str, list]:
+    def compare(self, sides: dict[str, Callable[[], object]], repeats: int,
+                setups: dict[str, Callable[[], object]] | None = None) -> dict[str, list]:
         """Interleaved repeats of every side: ``{name: [seconds per call, ...]}``.
 
         Each side is warmed up and calibrated first; then repeat r runs the sides in
         order when r is even and in reverse when odd, each block after the pause.
+        ``setups[name]``, when given, runs untimed before each of that side's blocks (and
+        its warm-up): e.g. setting a thread count.
         """
-        numbers = {name: self.calibrate(fn) for name, fn in sides.items()}
+        setups = setups or {}
+
+        def prepare(name: str) -> None:
+            if name in setups:
+                setups[name]()
+
+        numbers = {}
+        for name, fn in sides.items():
+            prepare(name)
+            numbers[name] = self.calibrate(fn)
         times: dict[str, list] = {name: [] for name in sides}
         names = list(sides)
         for r in range(repeats):
             for name in (names if r % 2 == 0 else names[::-1]):
+                prepare(name)
                 times[name].append(self.block(sides[name], numbers[name]))
         return times
 

@@ -66,7 +66,7 @@ def fd_errors(model, x, t, dtype: str, ns=NS, p: int = P) -> dict:
     Returns ``{"backprop": [p values], "errors": {N: max error}, "fd": {N: [p values]}}``.
     """
     m = copy.deepcopy(model)
-    m._apply(lambda a: a.astype(dtype), floating_only=True)
+    m.to(dtype=dtype)
     m.eval()
     x = x.astype(dtype)
     loss_fn = tinynet.CrossEntropyLoss()

@@ -9,6 +9,8 @@ Fixture names are a contract other test files rely on; keep them stable.
 * ``shared_data``: the folder holding ``mnist/`` and ``cifar10-jpeg/`` (``$TINYNET_DATA``,
   else ``<repo>/../shared/data``); the test is skipped when it is absent.
 * ``torch``: the ``torch`` module, or a skip when it is not installed.
+* ``kernels``: parametrised over ``"reference"`` and ``"fast"``; the test body runs with
+  that kernel set in force (``tinynet.use_kernels``), and the fixture's value is its name.
 """
 
 from __future__ import annotations
@@ -96,6 +98,17 @@ def xp(request) -> Backend:
     return Backend(request.param)
 
 
+@pytest.fixture(params=[
+    "strict",
+    pytest.param("cupy", marks=pytest.mark.skipif(_CUPY_SKIP is not None,
+                                                  reason=_CUPY_SKIP or "")),
+])
+def device_xp(request) -> Backend:
+    """The array backends other than NumPy (the strict stand-in, CuPy when present), for
+    tests that compare a run there with the same run on NumPy."""
+    return Backend(request.param)
+
+
 # Read once at import: tests that isolate themselves delete TINYNET_DATA with monkeypatch,
 # possibly before this fixture runs, and must still find the shared files.
 _SHARED_DATA = os.path.abspath(
@@ -111,7 +124,45 @@ def shared_data() -> str:
     return folder
 
 
+@pytest.fixture(params=["reference", "fast"])
+def kernels(request):
+    """Run the test on the reference kernels, then on the fast ones."""
+    import tinynet
+    with tinynet.use_kernels(request.param):
+        yield request.param
+
+
+def recording_kernels(monkeypatch) -> list:
+    """Every Tanh forward appends the kernel set in force to the returned list."""
+    import tinynet
+    from tinynet.layers import activation
+    seen = []
+    original = activation.Tanh.forward
+
+    def forward(self, x):
+        seen.append(tinynet.get_kernels())
+        return original(self, x)
+
+    monkeypatch.setattr(activation.Tanh, "forward", forward)
+    return seen
+
+
 @pytest.fixture
 def torch():
     """The torch module; the test is skipped when torch is not installed."""
     return pytest.importorskip("torch", reason="torch is needed to compare with PyTorch")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """One line per skip reason (with its count) instead of one line per skipped test."""
+    reasons: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = getattr(report, "longrepr", None)
+        reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 \
+            else str(longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    if reasons:
+        terminalreporter.write_sep("-", "skipped, by reason")
+        for reason, count in sorted(reasons.items(), key=lambda kv: -kv[1]):
+            terminalreporter.write_line(f"{count:5d} skipped: {reason}")

@@ -167,8 +167,8 @@ def test_defaults_buffers_and_repr_match_pytorch():
     assert layer.num_batches_tracked.dtype == np.int64 and layer.num_batches_tracked.shape == ()
     np.testing.assert_array_equal(layer.weight.data, 1)
     np.testing.assert_array_equal(layer.running_var, 1)
-    assert repr(layer) == ("BatchNorm2d(8, eps=1e-05, momentum=0.1, affine=True, "
-                           "track_running_stats=True)")
+    assert repr(layer) == ("BatchNorm2d(8, eps=1e-05, momentum=0.1, affine=True, bias=True, "
+                           "track_running_stats=True)")   # PyTorch 2.13's, with its bias
 
 
 def test_bad_inputs_raise_clear_errors():

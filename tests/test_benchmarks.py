@@ -73,3 +73,37 @@ def test_profile_names_every_part_of_the_step():
     assert first["flops"] == 2 * 4 * 784 * 512          # dW only: no dx for the first layer
     text = format_profile(result)
     assert text.startswith("base step at batch 4:") and "sgd" in text
+
+
+def test_default_output_is_a_run_folder_not_the_committed_results(tmp_path, monkeypatch):
+    """Without --out or --record nothing under benchmarks/results changes."""
+    from benchmarks import report
+    head = {"device": "cpu", "cpu": "Some CPU", "cores": 2}
+    monkeypatch.chdir(tmp_path)
+    assert report.output_folder(head, None, False) == \
+        os.path.join("runs", "benchmarks", "cpu-some-2c")
+    assert report.output_folder(head, None, True) == \
+        os.path.join(report.REPO, "benchmarks", "results", "cpu-some-2c")
+    assert report.output_folder(head, "elsewhere", True) == "elsewhere"
+
+
+def test_help_names_the_command_and_explains_missed(capsys):
+    from benchmarks.__main__ import main
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert out.startswith("usage: tinynet bench") and "MISSED" in out and "--record" in out
+
+
+def test_variants_time_every_setting(tmp_path, capsys):
+    from benchmarks.variants import main
+    rc = main(["--models", "base", "--batches", "8", "--no-layers", "--repeats", "1",
+               "--pause", "0", "--min-block", "0.001", "--threads", "2", "--out",
+               str(tmp_path)])
+    assert rc == 0
+    data = json.loads((tmp_path / "variants.json").read_text())
+    (row,) = data["results"]
+    assert set(row["seconds"]) == {"torch", "fast", "fast, 1 thread", "reference"}
+    assert row["fast_over_one_thread"] == pytest.approx(
+        row["seconds"]["fast"] / row["seconds"]["fast, 1 thread"])
+    assert "| base MLP step | 8 |" in (tmp_path / "variants.md").read_text()

@@ -3,8 +3,11 @@ the DataLoader's resume state and the ``tinynet train --resume`` command."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import zipfile
@@ -360,13 +363,15 @@ sys.exit(tinynet.cli.main(["train", "--data", "tiny", "--data-root", sys.argv[1]
 '''
 
 
-def test_cli_train_resume_after_sigterm(tmp_path):
+@pytest.mark.parametrize("model", ["base", "bn"])
+def test_cli_train_resume_after_sigterm(tmp_path, model):
+    """Also for a BatchNorm model, whose 0-d num_batches_tracked once broke every resume."""
     script = tmp_path / "cli_child.py"
     script.write_text(CLI_CHILD)
     env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
                MKL_NUM_THREADS="1", MPLBACKEND="Agg")
-    common = ["--epochs", "2", "--momentum", "0.9", "--shuffle", "--batch-size", "32",
-              "--checkpoint-every", "4", "--no-progress"]
+    common = ["--model", model, "--epochs", "2", "--momentum", "0.9", "--shuffle",
+              "--batch-size", "32", "--checkpoint-every", "4", "--no-progress"]
 
     def cli(out, *extra, kill_at=-1):
         return subprocess.run(
@@ -374,8 +379,10 @@ def test_cli_train_resume_after_sigterm(tmp_path):
              *common, *extra], capture_output=True, text=True, timeout=300, check=False,
             env=dict(env, KILL_AT=str(kill_at)))
 
-    r = cli("ref")
+    r = cli("ref", "--resume")  # --resume on a first run: says so, starts from scratch
     assert r.returncode == 0, r.stderr
+    assert (f"resume: no checkpoint in {tmp_path / 'ref' / 'checkpoints'} yet; starting "
+            f"from scratch") in r.stdout
     r = cli("run", kill_at=7)
     assert r.returncode == 143, (r.stdout, r.stderr)
     ck = tmp_path / "run" / "checkpoints" / "checkpoint.npz"
@@ -383,11 +390,19 @@ def test_cli_train_resume_after_sigterm(tmp_path):
     assert not (tmp_path / "run" / "history.json").exists()
     r = cli("run", "--resume")
     assert r.returncode == 0, r.stderr
-    assert "7 steps done" in r.stdout
+    assert f"resuming the run in {tmp_path / 'run'}" in r.stdout
+    assert re.search(rf"resumed from {re.escape(str(ck))} \(written [0-9-]+ [0-9:]+\): 7 "
+                     rf"steps done, 1 of 2 epoch\(s\) complete, inside epoch 2; the run: "
+                     rf"model '{model}', data 'tiny', lr 0.1, momentum 0.9, seed 0", r.stdout)
     a = tinynet.load(tmp_path / "ref" / "checkpoints" / "checkpoint.npz")
     b = tinynet.load(ck)
+    assert list(a.model_state) == list(b.model_state)
     for k in a.model_state:
+        assert a.model_state[k].shape == b.model_state[k].shape, k
         assert np.array_equal(a.model_state[k], b.model_state[k]), k
+    if model == "bn":
+        assert b.model_state["3.num_batches_tracked"].shape == ()
+        assert int(b.model_state["3.num_batches_tracked"]) == 12  # 2 epochs of 6 steps
     ha = json.loads((tmp_path / "ref" / "history.json").read_text())
     hb = json.loads((tmp_path / "run" / "history.json").read_text())
     for k in ("steps", "train_loss", "train_acc", "test_loss", "test_acc"):
@@ -416,3 +431,141 @@ def test_resume_with_more_epochs_continues_a_finished_run(tmp_path):
     assert h["train_loss"] == h_ref["train_loss"]
     for k, v in ref.state_dict().items():
         assert np.array_equal(model.state_dict()[k], v), k
+
+
+# ----------------------------------------------------------------- every model, exactly
+def _off_init(model, seed: int):
+    """Random weights, buffers moved off their initial values (in place)."""
+    rng = np.random.default_rng(seed)
+    for _, p in model.named_parameters():
+        p.data[...] = rng.standard_normal(p.shape).astype(p.dtype)
+    for name, b in model.named_buffers():
+        if b is None:
+            continue
+        if b.dtype.kind == "i":
+            b[...] = rng.integers(1, 1000, b.shape)
+        else:
+            b[...] = rng.random(b.shape).astype(b.dtype) + 0.1
+    return model
+
+
+@pytest.mark.parametrize("make_opt", [
+    lambda p: SGD(p, lr=0.05, momentum=0.9, weight_decay=1e-4),
+    lambda p: Adam(p, lr=0.002, betas=(0.85, 0.99)),
+], ids=["sgd-momentum", "adam"])
+@pytest.mark.parametrize("name", list(tinynet.models.MODELS))
+def test_every_model_round_trips_exactly(tmp_path, name, make_opt):
+    model = _off_init(tinynet.models.build(name), seed=1)
+    opt = make_opt(list(model.parameters()))
+    rng = np.random.default_rng(2)
+    for _ in range(2):  # optimizer state: momentum buffers, Adam's moments and step
+        for p in model.parameters():
+            p.grad = rng.standard_normal(p.shape).astype(p.dtype)
+        opt.step()
+    path = tmp_path / "ck.npz"
+    tinynet.save(path, model, opt)
+    saved = _snapshot(model, opt)
+    assert any(k.endswith("num_batches_tracked") for k in saved) == ("bn" in name)
+
+    other = _off_init(tinynet.models.build(name), seed=3)
+    other_opt = make_opt(list(other.parameters()))
+    other_opt.param_groups[0]["lr"] = 0.5
+    restore(path, other, other_opt)
+    restored = _snapshot(other, other_opt)
+    assert sorted(restored) == sorted(saved)
+    for k, v in saved.items():
+        got = restored[k]
+        if isinstance(v, np.ndarray):
+            assert (got.dtype, got.shape) == (v.dtype, v.shape), k
+            assert np.array_equal(got, v), k
+        else:
+            assert type(got) is type(v) and got == v, k
+    for mine, theirs in zip(other_opt.param_groups, opt.param_groups):
+        assert {k: v for k, v in mine.items() if k != "params"} == \
+               {k: v for k, v in theirs.items() if k != "params"}
+
+
+# ----------------------------------------------------------------- special files
+@contextlib.contextmanager
+def _within(seconds: int):
+    """Fail (instead of hanging the suite) if the block blocks, as reading a FIFO would."""
+    def expire(signum, frame):
+        raise AssertionError(f"still blocked after {seconds} s")
+    old = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+def test_fifo_as_checkpoint_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "checkpoint.npz"
+    os.mkfifo(fifo)
+    model = _mlp()
+    opt = SGD(model.parameters(), lr=0.1)
+    with _within(20):
+        with pytest.raises(DataError, match=r"checkpoint is a FIFO \(named pipe\), not a "
+                                            r"regular file"):
+            tinynet.load(fifo)
+        with pytest.raises(DataError, match="FIFO"):
+            restore(fifo, model, opt)
+        with pytest.raises(DataError, match="FIFO"):
+            tinynet.serialization.read_header(fifo)
+        with pytest.raises(tinynet.errors.CheckpointError,
+                           match=r"checkpoint.npz is a FIFO \(named pipe\), not a checkpoint"):
+            tinynet.fit(model, CrossEntropyLoss(), opt,
+                        (np.zeros((8, 3, 4), np.uint8), np.zeros(8, np.int64)),
+                        progress=False, log=None, checkpoint_dir=tmp_path, resume=True)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="no /dev/zero")
+def test_device_and_folder_as_checkpoint_are_refused(tmp_path):
+    link = tmp_path / "zero.npz"
+    link.symlink_to("/dev/zero")
+    with _within(20), pytest.raises(DataError, match="is a character device, not a regular"):
+        tinynet.load(link)
+    (tmp_path / "dir.npz").mkdir()
+    with pytest.raises(DataError, match="is a folder, not a regular file"):
+        tinynet.load(tmp_path / "dir.npz")
+
+
+def test_restore_refuses_a_loader_position_past_the_epoch(tmp_path):
+    model = _mlp()
+    opt = SGD(model.parameters(), lr=0.1)
+    images, labels = np.zeros((20, 3, 4), np.uint8), np.zeros(20, np.int64)
+    loader = DataLoader(images, labels, batch_size=5)
+    batches = iter(loader)
+    for _ in range(3):
+        next(batches)
+    tinynet.save(tmp_path / "ck.npz", model, opt, loader_state=loader.state_dict())
+    before = _snapshot(model, opt)
+    rng_before = tinynet.random.get_rng_state()
+    small = DataLoader(images[:4], labels[:4], batch_size=5)  # one batch per epoch
+    with pytest.raises(StateDictError, match="stood at batch 3, but an epoch of this one "
+                                             "has 1"):
+        restore(tmp_path / "ck.npz", model, opt, small)
+    assert small.state_dict()["position"] == 0
+    assert tinynet.random.get_rng_state() == rng_before
+    same = DataLoader(images, labels, batch_size=5)
+    restore(tmp_path / "ck.npz", model, opt, same)
+    assert same.state_dict()["position"] == 3
+    _assert_same(_snapshot(model, opt), before)
+
+
+def test_restore_refuses_another_optimizer_and_changes_nothing(tmp_path):
+    model = _mlp()
+    opt = SGD(model.parameters(), lr=0.1, momentum=0.9)
+    _train_steps(model, opt)
+    tinynet.save(tmp_path / "ck.npz", model, opt)
+    target = _mlp()
+    adam = Adam(target.parameters())
+    _train_steps(target, adam)
+    before = _snapshot(target, adam)
+    with pytest.raises(StateDictError, match="holds the state of SGD, not of Adam"):
+        restore(tmp_path / "ck.npz", target, adam)
+    with pytest.raises(StateDictError, match="holds the state of SGD, not of Adam"):
+        restore(tinynet.load(tmp_path / "ck.npz"), target, adam)
+    _assert_same(_snapshot(target, adam), before)

@@ -6,6 +6,7 @@ The download tests serve the shared MNIST files from a local HTTP server on 127.
 
 from __future__ import annotations
 
+import errno
 import functools
 import gzip
 import http.server
@@ -14,6 +15,7 @@ import shutil
 import socket
 import threading
 import types
+import urllib.error
 
 import numpy as np
 import pytest
@@ -210,11 +212,69 @@ def test_dead_mirror_falls_back_to_the_next(isolated, mnist_dir, serve, no_sleep
     assert no_sleep == [1.0, 2.0] * 4
 
 
-def test_all_mirrors_dead_names_each_attempt(isolated, no_sleep):
-    dead = _dead_url()
-    with pytest.raises(DataError, match=r"could not download t10k-images.*try 1.*try 3"):
-        data.load("mnist", "test", root=str(isolated / "dl"), mirrors=[dead], progress=False)
-    assert not os.path.exists(isolated / "dl" / "t10k-images-idx3-ubyte.gz")
+def test_all_mirrors_dead_says_so_briefly_and_keeps_every_try(isolated, no_sleep):
+    dead, dead2 = _dead_url(), _dead_url() + "sub/"
+    root = isolated / "dl"
+    with pytest.raises(DataError) as info:
+        data.load("mnist", "test", root=str(root), mirrors=[dead, dead2], progress=False)
+    lines = str(info.value).splitlines()
+    # the cause first, one short line per URL, then where to put the files by hand
+    assert lines[0] == "mnist: could not download t10k-images-idx3-ubyte.gz: no mirror answered"
+    assert lines[1:3] == [f"  {dead}t10k-images-idx3-ubyte.gz: connection refused (3 tries)",
+                          f"  {dead2}t10k-images-idx3-ubyte.gz: connection refused (3 tries)"]
+    assert lines[3:] == [  # the split's files first, then the other split's
+        "To install by hand, put t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz,",
+        "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz (from a mirror above)",
+        f"in {root}{os.sep}."]  # root= given: nothing else is searched
+    # every try is kept, in order
+    assert info.value.attempts == [(url + "t10k-images-idx3-ubyte.gz", k, "connection refused")
+                                   for url in (dead, dead2) for k in (1, 2, 3)]
+    assert not os.path.exists(root / "t10k-images-idx3-ubyte.gz")
+
+
+@pytest.mark.parametrize("error, cause", [
+    (OSError(errno.ENETUNREACH, "Network is unreachable"),
+     f"[Errno {errno.ENETUNREACH}] Network is unreachable"),
+    (socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution"),
+     "host name not resolved (Temporary failure in name resolution)"),
+])
+def test_offline_machine_is_told_where_to_put_the_files(isolated, no_sleep, monkeypatch,
+                                                        error, cause):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError(error)
+    monkeypatch.setattr(download_mod.urllib.request, "urlopen", offline)
+    with pytest.raises(DataError) as info:
+        data.load("fashion-mnist", "train", progress=False)  # the registered mirrors
+    lines = str(info.value).splitlines()
+    assert lines[0] == ("fashion-mnist: could not download train-images-idx3-ubyte.gz: the "
+                        "network is unreachable (no mirror could be reached)")
+    mirrors = datasets.DATASETS["fashion-mnist"].mirrors
+    assert lines[1:-3] == [f"  {m}train-images-idx3-ubyte.gz: {cause} (3 tries)"
+                           for m in mirrors]
+    cache = isolated / "cache" / "fashion-mnist"
+    assert lines[-3:] == [
+        "To install by hand, put train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz,",
+        "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz (from a mirror above)",
+        (f"in {cache}{os.sep} (or in <folder>{os.sep}fashion-mnist{os.sep} "
+         f"with TINYNET_DATA=<folder>).")]
+    # no line of a thousand characters: short lines, but for the URLs and the folder
+    assert max(len(line.replace(str(cache), "").split(".gz: ")[-1]) for line in lines) < 110
+    assert info.value.summary.startswith("the network is unreachable")
+    assert len(info.value.attempts) == 3 * len(mirrors)
+
+
+def test_download_larger_than_the_limit_is_refused(isolated, mnist_dir, serve, no_sleep,
+                                                   monkeypatch):
+    monkeypatch.setenv("TINYNET_MAX_FILE_BYTES", "4K")  # the labels file is 4,540 bytes
+    url = serve(mnist_dir)
+    root = isolated / "dl"
+    with pytest.raises(DataError) as info:
+        download_mod.download([url + "t10k-labels-idx1-ubyte.gz"],
+                              str(root / "t10k-labels-idx1-ubyte.gz"), progress=False)
+    assert info.value.attempts[0][2] == ("the server announces 4,540 bytes, more than the "
+                                         "limit of 4,096 bytes (TINYNET_MAX_FILE_BYTES "
+                                         "raises it)")
+    assert not root.exists() or os.listdir(root) == []
 
 
 # ------------------------------------------------------------------ the registered checksums

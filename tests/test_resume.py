@@ -220,13 +220,18 @@ def test_sigkill_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, ref
     ck = tmp_path / "ck"
     r = _run(tmp_path, "run", ck, "sgd", "SIGKILL_IN_SAVE", nth_save)
     assert r.returncode == -signal.SIGKILL, (nth_save, r.stderr)
-    leftovers = [p.name for p in ck.iterdir() if p.name != "checkpoint.npz"]
-    assert len(leftovers) == 1 and leftovers[0].endswith(".part")  # the torn write
+    leftovers = sorted(p.name for p in ck.iterdir() if p.name != "checkpoint.npz")
+    # the torn write, and the lock file of the killed run (its pid inside)
+    assert len(leftovers) == 2 and leftovers[0].endswith(".part"), leftovers
+    assert leftovers[1] == "checkpoint.lock"
+    dead_pid = int((ck / "checkpoint.lock").read_text())
     import tinynet
     ckpt = tinynet.load(ck / "checkpoint.npz")  # the previous checkpoint, whole
     assert 0 < ckpt.progress["step"] < 200
     r = _run(tmp_path, "run", ck, "sgd")
     assert r.returncode == 0, r.stderr
-    assert [p.name for p in ck.iterdir()] == ["checkpoint.npz"]  # the torn file is gone
+    assert f"took over the lock of process {dead_pid}" in r.stdout, r.stdout
+    # the torn file is gone, and the lock is released at the end
+    assert [p.name for p in ck.iterdir()] == ["checkpoint.npz"]
     _assert_identical(_final(tmp_path, "run"), reference["sgd"],
                       f"SIGKILL inside checkpoint write {nth_save}")

@@ -31,6 +31,11 @@ def cuda_available() -> bool:
         return False
 
 
+def cupy_module() -> types.ModuleType | None:
+    """The ``cupy`` module when it imported, else None (for code that builds GPU data)."""
+    return _cupy
+
+
 def get_array_module(*arrays: Any) -> types.ModuleType:
     """Return the array module (``numpy``, ``cupy`` or a stand-in) that owns ``arrays``.
 

@@ -42,3 +42,14 @@ class StateDictError(TinynetError, KeyError):
 
 class DeviceError(TinynetError, RuntimeError):
     """A device was asked for that is not available (e.g. "cuda" without CuPy)."""
+
+
+class ArgumentError(TinynetError, ValueError):
+    """An argument is out of its range or of the wrong kind (e.g. ``SGD(lr=-1)``,
+    ``lr=nan``, ``Dropout(1.5)``, an unknown ``padding_mode``); the message names it and
+    what was expected."""
+
+
+class CheckpointError(TinynetError, OSError):
+    """A checkpoint folder cannot be used (not writable, not a folder, in use by another
+    run) or a checkpoint could not be written; the last good checkpoint is kept."""

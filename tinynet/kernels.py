@@ -71,9 +71,10 @@ def reference_kernels() -> contextlib.AbstractContextManager[None]:
     return use_kernels("reference")
 
 
-def ops() -> ModuleType:
-    """The namespace of the kernels in force: ``tinynet.functional`` or its ``fast``."""
-    if get_kernels() == "fast":
+def ops(kind: str | None = None) -> ModuleType:
+    """The namespace of a kernel set (default: the one in force): ``tinynet.functional``
+    for "reference", ``tinynet.functional.fast`` for "fast"."""
+    if (kind or get_kernels()) == "fast":
         from .functional import fast
         return fast
     from . import functional

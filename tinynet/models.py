@@ -1,4 +1,4 @@
-"""The models named in ``shared/studies.md``, built from tinynet layers.
+"""The models of the studies (``docs/studies.md``), built from tinynet layers.
 
 Each builder returns a ``Sequential`` whose ``state_dict`` keys and shapes equal those of
 the same ``torch.nn.Sequential``; ``MODELS`` maps the short names the CLI and the

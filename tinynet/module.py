@@ -14,6 +14,7 @@ of the equivalent ``torch.nn.Sequential`` (``"1.weight"`` for a Linear at index 
 
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -22,6 +23,7 @@ import numpy
 
 from .backend import get_array_module, to_device, to_numpy
 from .errors import ShapeError, StateDictError
+from .functional.fast import threads
 from .parameter import Parameter
 
 
@@ -55,12 +57,27 @@ class Module:
             self._parameters.pop(name, None)
             self._modules[name] = value
             value._set_name(_join(self._name, name))
+            Module.structure_version += 1
         elif name in self._buffers:
             self._buffers[name] = value
         else:
-            for d in (self._parameters, self._modules):
-                d.pop(name, None)
+            if self._modules.pop(name, None) is not None:
+                Module.structure_version += 1
+            self._parameters.pop(name, None)
             object.__setattr__(self, name, value)
+
+    # Bumped whenever a sub-module is added, replaced or removed anywhere, so a container
+    # can cache what it learned by walking its modules (``splits``).
+    structure_version = 0
+
+    @property
+    def splits(self) -> bool:
+        """Whether a layer in this module splits batches over CPU threads (cached)."""
+        cached = _SPLITS.get(self)
+        if cached is None or cached[0] != Module.structure_version:
+            found = any(getattr(type(m), "splits", False) is True for m in self.modules())
+            cached = _SPLITS[self] = (Module.structure_version, found)
+        return cached[1]
 
     def __getattr__(self, name: str) -> Any:
         d = self.__dict__
@@ -119,8 +136,11 @@ class Module:
         for _, p in self.named_parameters():
             yield p
 
-    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, Any]]:
-        for mprefix, m in self.named_modules(prefix):
+    def named_buffers(self, prefix: str = "", recurse: bool = True
+                      ) -> Iterator[tuple[str, Any]]:
+        """``(name, array)`` of every buffer; ``recurse=False``: this module's own only."""
+        modules = self.named_modules(prefix) if recurse else [(prefix, self)]
+        for mprefix, m in modules:
             for name, b in m._buffers.items():
                 yield _join(mprefix, name), b
 
@@ -159,23 +179,63 @@ class Module:
     def load_state_dict(self, state_dict: dict, strict: bool = True) -> tuple[list, list]:
         """Copy arrays from ``state_dict`` into this module's parameters and buffers.
 
-        Accepts NumPy arrays, CuPy arrays and torch tensors. Every key is checked before
-        anything is written, so a bad state_dict changes nothing: with ``strict`` a
-        missing or unexpected key fails, and a mis-shaped one always does, with every
-        offending key named. Values are cast to each target's dtype and device.
+        Accepts NumPy arrays, CuPy arrays and torch tensors. Everything is checked before
+        anything is written, so a bad state_dict changes nothing (grads included): with
+        ``strict`` a missing or unexpected key fails; a mis-shaped entry, a value that
+        cannot be cast to the target's dtype without loss (strings, objects, complex
+        numbers; floats into an integer buffer; integers out of its range; floats beyond
+        float32's range into float32) or a NaN/inf always fails, with every offending
+        key named. float64 into float32 and integers into int64 are cast, as in PyTorch;
+        values land on each target's device. Loaded parameters have no grad.
 
         Returns ``(missing_keys, unexpected_keys)`` as PyTorch does.
         """
+        missing, unexpected, plan = self._plan_load(state_dict, strict)
+        new_values = []
+        for m, name, is_param, value in plan:  # all copies first: nothing is assigned
+            current = m._parameters[name].data if is_param else m._buffers[name]
+            xp = get_array_module(current)
+            if xp is numpy:
+                value = to_numpy(value)
+            new_values.append((m, name, is_param, xp.array(value, dtype=current.dtype)))
+        for m, name, is_param, new in new_values:
+            if is_param:
+                m._parameters[name].data = new
+                m._parameters[name].grad = None
+            else:
+                m._buffers[name] = new
+        return missing, unexpected
+
+    def check_state_dict(self, state_dict: dict, strict: bool = True) -> tuple[list, list]:
+        """Raise StateDictError if ``load_state_dict(state_dict, strict)`` would; change nothing.
+
+        Returns ``(missing_keys, unexpected_keys)``.
+        """
+        missing, unexpected, _ = self._plan_load(state_dict, strict)
+        return missing, unexpected
+
+    def _targets(self) -> OrderedDict[str, tuple[Module, str, bool]]:
+        """key -> (module, name, is_parameter) for every parameter and non-None buffer."""
         targets: OrderedDict[str, tuple[Module, str, bool]] = OrderedDict()
         for mprefix, m in self.named_modules():
             for name in m._parameters:
                 targets[_join(mprefix, name)] = (m, name, True)
-            for name in m._buffers:
-                targets[_join(mprefix, name)] = (m, name, False)
+            for name, b in m._buffers.items():
+                if b is not None:  # e.g. BatchNorm without running statistics
+                    targets[_join(mprefix, name)] = (m, name, False)
+        return targets
+
+    def _plan_load(self, state_dict: dict, strict: bool) -> tuple[list, list, list]:
+        if not hasattr(state_dict, "items"):
+            raise StateDictError(f"cannot load state_dict into {type(self).__name__}: "
+                                 f"expected a dict of arrays, got {type(state_dict).__name__}")
+        targets = self._targets()
+        none_buffers = {_join(p, n) for p, m in self.named_modules()
+                        for n, b in m._buffers.items() if b is None}
         missing = [k for k in targets if k not in state_dict]
-        unexpected = [k for k in state_dict if k not in targets]
-        mis_shaped = []
-        values = {}
+        unexpected = [k for k, v in state_dict.items() if k not in targets
+                      and not (k in none_buffers and v is None)]
+        mis_shaped, bad_values, plan = [], [], []
         for key, (m, name, is_param) in targets.items():
             if key not in state_dict:
                 continue
@@ -183,36 +243,33 @@ class Module:
             if hasattr(value, "detach"):  # a torch tensor
                 value = to_numpy(value)
             current = m._parameters[name].data if is_param else m._buffers[name]
-            if not hasattr(value, "shape"):  # a list or a number: name the key, as torch does
+            if not hasattr(value, "shape") or not hasattr(value, "dtype"):
+                # a list or a number: name the key, as torch does
                 mis_shaped.append(f"{key}: got {type(value).__name__}, expected an array of "
                                   f"shape {tuple(current.shape)}")
                 continue
             if tuple(value.shape) != tuple(current.shape):
-                mis_shaped.append(f"{key}: got {tuple(value.shape)}, expected {tuple(current.shape)}")
-            values[key] = value
+                mis_shaped.append(f"{key}: got {tuple(value.shape)}, expected "
+                                  f"{tuple(current.shape)}")
+                continue
+            problem = value_problem(value, current.dtype)
+            if problem:
+                bad_values.append(f"{key}: {problem}")
+                continue
+            plan.append((m, name, is_param, value))
         problems = []
         if strict and missing:
             problems.append("missing keys: " + ", ".join(missing))
         if strict and unexpected:
-            problems.append("unexpected keys: " + ", ".join(unexpected))
+            problems.append("unexpected keys: " + ", ".join(map(str, unexpected)))
         if mis_shaped:
             problems.append("shape mismatch: " + "; ".join(mis_shaped))
+        if bad_values:
+            problems.append("bad values: " + "; ".join(bad_values))
         if problems:
             raise StateDictError(
                 f"cannot load state_dict into {type(self).__name__}: " + " | ".join(problems))
-        for key, value in values.items():
-            m, name, is_param = targets[key]
-            current = m._parameters[name].data if is_param else m._buffers[name]
-            xp = get_array_module(current)
-            if xp is numpy:
-                value = to_numpy(value)
-            new = xp.array(value, dtype=current.dtype)  # always a copy, on current's device
-            if is_param:
-                m._parameters[name].data = new
-                m._parameters[name].grad = None
-            else:
-                m._buffers[name] = new
-        return missing, unexpected
+        return missing, unexpected, plan
 
     # ----------------------------------------------------------------- device and dtype
     def _apply(self, fn: Callable[[Any], Any], floating_only: bool = False) -> Module:
@@ -227,9 +284,15 @@ class Module:
                     m._buffers[name] = fn(b)
         return self
 
-    def to(self, device: str) -> Module:
-        """Move parameters and buffers to ``"cpu"`` (NumPy) or ``"cuda"`` (CuPy)."""
-        return self._apply(lambda a: to_device(a, device))
+    def to(self, device: str | None = None, dtype=None) -> Module:
+        """Move parameters and buffers to ``"cpu"`` (NumPy) or ``"cuda"`` (CuPy), and/or
+        cast the floating-point ones to ``dtype`` (as ``torch.nn.Module.to``)."""
+        if device is not None:
+            self._apply(lambda a: to_device(a, device))
+        if dtype is not None:
+            name = str(dtype).replace("torch.", "")
+            self._apply(lambda a: a.astype(name), floating_only=True)
+        return self
 
     def cpu(self) -> Module:
         return self.to("cpu")
@@ -239,11 +302,11 @@ class Module:
 
     def double(self) -> Module:
         """Cast floating-point parameters and buffers to float64 (for gradient checks)."""
-        return self._apply(lambda a: a.astype("float64"), floating_only=True)
+        return self.to(dtype="float64")
 
     def float(self) -> Module:
         """Cast floating-point parameters and buffers to float32 (the default)."""
-        return self._apply(lambda a: a.astype("float32"), floating_only=True)
+        return self.to(dtype="float32")
 
     @property
     def dtype(self):
@@ -265,6 +328,47 @@ class Module:
             child = repr(m).replace("\n", "\n  ")
             lines.append(f"  ({name}): {child}")
         return "\n".join(lines) + "\n)"
+
+
+# dtype kinds each target kind accepts without loss of meaning (PyTorch casts float64
+# into float32 and any integer into int64; strings, objects and complex numbers never).
+_ACCEPTS = {"f": "biuf", "i": "biu", "u": "biu", "b": "b"}
+
+
+def value_problem(value: Any, dtype: Any) -> str | None:
+    """Why array ``value`` cannot be stored into an array of ``dtype``, or None if it can.
+
+    Refused: dtypes that would lose their meaning (strings, objects, complex numbers,
+    floats into integers, anything but bool into bool), integers outside ``dtype``'s
+    range, NaN or inf, and finite floats beyond ``dtype``'s range (they would become inf).
+    Used by ``Module.load_state_dict`` and ``Optimizer.load_state_dict``.
+    """
+    src, dst = numpy.dtype(value.dtype), numpy.dtype(dtype)
+    if src.kind not in _ACCEPTS.get(dst.kind, "") or src.fields is not None:
+        wanted = {"b": "bool", "i": "bool or integer", "u": "bool or integer"}.get(
+            dst.kind, "bool, integer or floating")
+        return f"dtype {src} cannot be stored as {dst} without loss (expected {wanted} values)"
+    if value.size == 0 or src.kind == "b":
+        return None
+    xp = get_array_module(value)
+    if src.kind == "f":
+        bad = int((~xp.isfinite(value)).sum())
+        if bad:
+            return f"holds {bad} NaN or inf value(s), expected finite numbers"
+        if src.itemsize > dst.itemsize:
+            top = float(xp.abs(value).max())
+            if top > float(numpy.finfo(dst).max):
+                return f"holds {top:g}, beyond the largest {dst} ({numpy.finfo(dst).max:g})"
+        return None
+    lo, hi = int(value.min()), int(value.max())
+    info = numpy.iinfo(dst) if dst.kind in "iu" else numpy.finfo(dst)
+    if lo < info.min or hi > info.max:
+        return f"holds integers from {lo} to {hi}, outside {dst}'s range"
+    return None
+
+
+# Module -> (structure_version, splits): kept outside the modules' own attributes.
+_SPLITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _join(prefix: str, name: str) -> str:
@@ -305,26 +409,29 @@ class Sequential(Module):
         return layers[index]
 
     def forward(self, x):
-        for layer in self._modules.values():
-            x = layer(x)
+        with threads.region(self):        # CPU threads for convolutional models
+            for layer in self._modules.values():
+                x = layer(x)
         return x
 
     def backward(self, dy, input_grad: bool = True):
         layers = list(self._modules.values())
-        if input_grad:
-            for layer in reversed(layers):
+        with threads.region(self):
+            if input_grad:
+                for layer in reversed(layers):
+                    dy = layer.backward(dy)
+                return dy
+            first = first_with_parameters(layers)
+            if first is None:
+                return None
+            for layer in reversed(layers[first + 1:]):
                 dy = layer.backward(dy)
-            return dy
-        first = _first_with_parameters(layers)
-        if first is None:
-            return None
-        for layer in reversed(layers[first + 1:]):
-            dy = layer.backward(dy)
-        layers[first].backward(dy, input_grad=False)
+            layers[first].backward(dy, input_grad=False)
         return None
 
 
-def _first_with_parameters(layers: list) -> int | None:
+def first_with_parameters(layers: list) -> int | None:
+    """Index of the first layer that has parameters (None if none has)."""
     for i, layer in enumerate(layers):
         if next(layer.parameters(), None) is not None:
             return i

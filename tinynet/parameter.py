@@ -11,19 +11,19 @@ class Parameter:
     Attributes:
         data: the array, shape fixed at construction (e.g. ``(D_out, D_in)`` for Linear).
         grad: ``None`` until a backward pass writes it, then an array of ``data``'s shape
-            and dtype. Backward passes *add* into it; ``zero_grad()`` resets it to None.
+            and dtype. Backward passes *add* into it (``accumulate``).
 
-    A backward pass that finds ``grad is None`` writes its product straight into a
-    buffer kept from the previous step (``grad_buffer()``), so steady-state training
-    allocates no gradient arrays and needs no extra pass to zero them.
+    As in PyTorch, ``zero_grad()`` (``set_to_none=True``, the default) sets ``grad`` to
+    None, so the next backward stores a *new* array: a gradient a user kept
+    (``g = p.grad``) never changes afterwards. ``zero_grad(set_to_none=False)`` zeroes
+    the array in place instead, and the next backward adds into that same array.
     """
 
-    __slots__ = ("_buffer", "data", "grad")
+    __slots__ = ("data", "grad")
 
     def __init__(self, data: Any):
         self.data = data
         self.grad = None
-        self._buffer = None
 
     @property
     def shape(self) -> tuple:
@@ -33,22 +33,19 @@ class Parameter:
     def dtype(self):
         return self.data.dtype
 
-    def grad_buffer(self):
-        """An array to write a fresh gradient into (contents undefined)."""
-        b = self._buffer
-        if b is None or b.shape != self.data.shape or b.dtype != self.data.dtype \
-                or type(b) is not type(self.data):
-            from .backend import get_array_module
-            b = get_array_module(self.data).empty_like(self.data)
-            self._buffer = b
-        return b
-
     def accumulate(self, g) -> None:
-        """``grad += g`` (PyTorch semantics: set when None, add otherwise)."""
+        """``grad += g`` (PyTorch semantics: a new array when grad is None, else in place).
+
+        ``g`` must be an array the caller owns (a kernel's fresh result), since it is
+        stored as it is when grad is None, and have ``data``'s shape.
+        """
+        if tuple(getattr(g, "shape", ())) != tuple(self.data.shape):
+            from .errors import ShapeError
+            raise ShapeError(f"gradient of shape {tuple(getattr(g, 'shape', ()))} for a "
+                             f"parameter of shape {tuple(self.data.shape)}: a gradient has "
+                             f"the shape of what it is the gradient of")
         if self.grad is None:
-            buf = self.grad_buffer()
-            buf[...] = g
-            self.grad = buf
+            self.grad = g
         else:
             self.grad += g
 

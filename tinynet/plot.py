@@ -8,20 +8,27 @@ import os
 from .io import atomic_write
 
 
-def _figure(*args, **kwargs):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt, plt.subplots(*args, **kwargs)
+def figure(*args, **kwargs):
+    """``(fig, axes)`` as ``pyplot.subplots(*args, **kwargs)`` would give, but a bare
+    ``matplotlib.figure.Figure``: no pyplot, no backend switch, nothing global touched
+    (a notebook's backend stays as the user set it)."""
+    from matplotlib.figure import Figure
+    subplot_kw = {k: kwargs.pop(k) for k in ("sharex", "sharey", "squeeze",
+                                             "subplot_kw", "gridspec_kw") if k in kwargs}
+    fig = Figure(**kwargs)
+    return fig, fig.subplots(*args, **subplot_kw)
 
 
 def save_figure(fig, path: str, dpi: int = 120) -> str:
-    """Render ``fig`` to PNG in memory, then write it atomically to ``path``."""
-    import matplotlib.pyplot as plt
+    """Render ``fig`` to PNG in memory, then write it atomically to ``path``.
+
+    A figure made by pyplot is closed afterwards (so scripts do not leak figures)."""
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png", dpi=dpi)
-    plt.close(fig)
+    if getattr(fig.canvas, "manager", None) is not None:
+        import matplotlib.pyplot as plt
+        plt.close(fig)
     atomic_write(path, lambda f: f.write(buf.getvalue()))
     return os.path.abspath(path)
 
@@ -29,7 +36,7 @@ def save_figure(fig, path: str, dpi: int = 120) -> str:
 def plot_history(history: dict, path: str, title: str = "") -> str:
     """Loss (train and test) and accuracy per epoch, side by side; per-step loss when
     the run is a single epoch. Returns the PNG's absolute path."""
-    plt, (fig, (ax_loss, ax_acc)) = _figure(1, 2, figsize=(10, 4))
+    fig, (ax_loss, ax_acc) = figure(1, 2, figsize=(10, 4))
     epochs = history["epoch"]
     if len(epochs) >= 2:
         ax_loss.plot(epochs, history["train_loss"], "o-", label="train")

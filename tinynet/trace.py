@@ -12,7 +12,9 @@ the forward and in the backward pass, one record holds:
   activation ``y``; in the backward pass it is ``dL/dx``. When a backward is asked not
   to compute ``dL/dx`` (``input_grad=False``, the first layer of a network), the
   statistics are those of the incoming ``dL/dy`` and ``stats_of`` says so;
-* ``seconds`` spent inside the layer's own method (statistics are not counted).
+* ``seconds`` spent inside the layer's own method (statistics are not counted);
+* ``kernels``: the kernel set that ran the call, ``"reference"`` or ``"fast"``
+  (``tinynet.set_kernels``); the table's first line names it.
 
 How it works: entering the block sets ``forward`` and ``backward`` *instance*
 attributes on each leaf layer that wrap the class methods (``Module.__call__`` calls
@@ -42,6 +44,7 @@ import time
 from typing import Any
 
 from .backend import get_array_module, synchronize
+from .kernels import get_kernels
 from .module import Module
 
 _MISSING = object()
@@ -138,6 +141,7 @@ class Trace:
                    "in_norm": _norm(inp)}
         row.update(_stats(source))
         row["seconds"] = seconds
+        row["kernels"] = getattr(m, "_kernels", None) or get_kernels()
         self._rows.append(row)
 
     def _wrap_forward(self, m: Module, method):
@@ -192,7 +196,9 @@ class Trace:
         widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h)
                   for i, h in enumerate(heads)]
         fmt = "  ".join(f"{{:{'<' if i < 6 else '>'}{w}}}" for i, w in enumerate(widths))
-        out = [fmt.format(*heads), fmt.format(*("-" * w for w in widths))]
+        used = sorted({r["kernels"] for r in self._rows}) or [get_kernels()]
+        out = [f"{' and '.join(used)} kernels (tinynet.set_kernels)",
+               fmt.format(*heads), fmt.format(*("-" * w for w in widths))]
         out += [fmt.format(*line) for line in lines]
         if any(r["stats_of"] == "input" for r in self._rows):
             out.append("* backward without dL/dx (input_grad=False): statistics of the "
@@ -203,21 +209,23 @@ class Trace:
         """PNG of the L2 norm per layer: forward activations and backward gradients
         (dL/dx; and each parameter's .grad), on a log scale. The last call of each layer
         in each phase is drawn. Returns the absolute path."""
-        from .plot import _figure, save_figure
+        from .plot import figure, save_figure
         fwd = _last_per_layer(self.rows("forward"))
         bwd = _last_per_layer(self.rows("backward"))
         grads = self.param_grad_norms()
-        _plt, (fig, (ax_a, ax_g)) = _figure(1, 2, figsize=(11, 4))
-        labels = [f"{k}\n{v['type']}" for k, v in fwd.items()]
+        fig, (ax_a, ax_g) = figure(1, 2, figsize=(11, 4))
+        labels = [f"{k} {v['type']}" for k, v in fwd.items()]
         ax_a.semilogy(range(len(fwd)), [_pos(v["norm"]) for v in fwd.values()], "o-",
                       label="activation ||y||")
-        ax_a.set_xticks(range(len(fwd)), labels, fontsize=7)
+        ax_a.set_xticks(range(len(fwd)), labels, fontsize=7, rotation=45, ha="right")
         ax_a.set_title("forward: activation norm per layer")
         ax_a.set_ylabel("L2 norm")
         ax_a.legend()
         names = list(bwd)
+        starred = any(bwd[k]["stats_of"] == "input" for k in names)
         ax_g.semilogy(range(len(names)), [_pos(bwd[k]["norm"]) for k in names], "o-",
-                      label="||dL/dx|| (or ||dL/dy|| *)")
+                      label="||dL/dx||" + (" (* ||dL/dy||: the first layer computes no "
+                                           "dL/dx)" if starred else ""))
         xs, ys = [], []
         for i, k in enumerate(names):
             for pname, val in grads.items():
@@ -226,10 +234,12 @@ class Trace:
                     ys.append(_pos(val))
         if xs:
             ax_g.semilogy(xs, ys, "s", label="||dL/dW||")
-        ax_g.set_xticks(range(len(names)), [f"{k}\n{bwd[k]['type']}" for k in names],
-                        fontsize=7)
+        ax_g.set_xticks(range(len(names)),
+                        [f"{k} {bwd[k]['type']}" + ("*" if bwd[k]["stats_of"] == "input" else "")
+                         for k in names], fontsize=7, rotation=45, ha="right")
         ax_g.set_title("backward: gradient norm per layer")
-        ax_g.legend()
+        ax_g.set_ylabel("L2 norm")
+        ax_g.legend(fontsize=7)
         if title:
             fig.suptitle(title)
         return save_figure(fig, path)
@@ -286,6 +296,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed for weights and random data")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--plot", default=None, metavar="PNG", help="also write the norm plot here")
+    p.add_argument("--kernels", default="fast", choices=("reference", "fast"),
+                   help="run the readable reference kernels or the fast ones (default fast)")
     return p
 
 
@@ -324,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     x, t = to_device(x, args.device), to_device(t, args.device)
     loss_fn = CrossEntropyLoss()
     model.zero_grad()
-    with trace(model) as tr:
+    from .kernels import use_kernels
+    with use_kernels(args.kernels), trace(model) as tr:
         loss = loss_fn(model(x), t)
         model.backward(loss_fn.backward())
     print(f"model {args.model}, one batch of {args.batch} ({source}), loss {loss:.4f}\n")

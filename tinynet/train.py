@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import numbers
 import os
 import signal
 import threading
@@ -22,10 +23,11 @@ import time
 from collections.abc import Callable
 
 from .backend import device_of, get_array_module
-from .io import atomic_write
 from .data.loader import DataLoader
-from .errors import DataError
+from .errors import ArgumentError, CheckpointError, DataError
+from .io import atomic_write
 from .module import Module
+from .rundir import RunLock, check_checkpoint_dir, remove_torn_writes
 
 History = dict
 CHECKPOINT_NAME = "checkpoint.npz"
@@ -114,17 +116,42 @@ class _SignalFlag:
             signal.signal(sig, old)
 
 
-def _remove_torn_writes(path: str) -> None:
-    """Delete temporary files a killed ``save`` of ``path`` left beside it (never ``path``)."""
-    folder, name = os.path.split(path)
-    if not os.path.isdir(folder):
-        return
-    for entry in os.listdir(folder):
-        if entry.startswith(f".{name}.") and entry.endswith(".part"):
-            try:
-                os.unlink(os.path.join(folder, entry))
-            except OSError:
-                pass
+def _describe_checkpoint(path: str, progress: dict, epochs: int) -> str:
+    """"<path> (written <time>): N steps done, ..." for the resume message."""
+    step, epoch = int(progress["step"]), int(progress["epoch"])
+    try:
+        written = time.strftime("%Y-%m-%d %H:%M", time.localtime(os.path.getmtime(path)))
+    except OSError:
+        written = "?"
+    where = (f"at the start of epoch {epoch}" if not progress.get("epoch_count")
+             else f"inside epoch {epoch}")
+    return (f"{path} (written {written}): {step} steps done, {epoch - 1} of {epochs} "
+            f"epoch(s) complete, {where}")
+
+
+def _whole(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+class _Saver:
+    """Writes the run's checkpoint; a failed write becomes one CheckpointError line."""
+
+    def __init__(self, path: str, save: Callable, last: tuple | None) -> None:
+        self.path, self._save, self.last = path, save, last
+
+    def __call__(self, step: int, epoch: int, **kwargs) -> str:
+        try:
+            written = self._save(self.path, **kwargs)
+        except OSError as e:
+            kept = (f"the last good checkpoint (epoch {self.last[0]}, step {self.last[1]}) "
+                    f"is kept" if self.last else "no checkpoint had been written yet")
+            reason = e.strerror if isinstance(e.strerror, str) else str(e)
+            raise CheckpointError(
+                f"{self.path}: could not write the checkpoint after step {step} "
+                f"({reason}); {kept}. Fix the cause (free disk space, permissions) and run "
+                f"again with resume to continue from it") from e
+        self.last = (epoch, step)
+        return written
 
 
 def fit(model: Module, loss_fn, optimizer, train, test=None, epochs: int = 1,
@@ -132,7 +159,8 @@ def fit(model: Module, loss_fn, optimizer, train, test=None, epochs: int = 1,
         callback: Callable | None = None, progress: bool = True,
         max_steps: int | None = None, log: Callable[[str], None] | None = print,
         eval_batch_size: int = 1000, checkpoint_dir: str | None = None,
-        checkpoint_every: int | None = None, resume: bool = False) -> History:
+        checkpoint_every: int | None = None, resume: bool = False,
+        run_info: dict | None = None) -> History:
     """Train ``model`` for ``epochs`` epochs; return the history.
 
     Args:
@@ -147,7 +175,15 @@ def fit(model: Module, loss_fn, optimizer, train, test=None, epochs: int = 1,
             written after every ``checkpoint_every`` steps, at the end of every epoch,
             at the end of training and when SIGINT (Ctrl-C) or SIGTERM arrives; the
             signal then raises :class:`Interrupted` once the checkpoint is written.
-        resume: continue from ``checkpoint_dir``'s checkpoint when there is one.
+            Before training starts the folder is checked (created if needed, writable,
+            ``checkpoint.npz`` a regular file) and locked for this run (see
+            :mod:`tinynet.rundir`): a folder another run is using raises
+            :class:`~tinynet.errors.CheckpointError`.
+        resume: continue from ``checkpoint_dir``'s checkpoint when there is one (and
+            say so, or that none was found and training starts from scratch).
+        run_info: a JSON-able description of the run (e.g. the model's name and the
+            learning rate), kept in every checkpoint; resuming a checkpoint written with
+            a different ``run_info`` is refused.
 
     Resuming replays exactly: a checkpoint is taken between two steps and holds the
     weights, the optimizer state (momentum buffers, Adam's step), the global generator
@@ -155,49 +191,104 @@ def fit(model: Module, loss_fn, optimizer, train, test=None, epochs: int = 1,
     history (per-step losses included) and the current epoch's running sums, so a
     resumed run ends with weights bit-identical to an uninterrupted one.
 
+    A checkpoint that cannot be written (a full disk, a folder made read-only) stops
+    training with a CheckpointError saying that the last good checkpoint is kept.
+
     Returns:
         a dict of lists ``epoch, train_loss, train_acc, test_loss, test_acc, seconds``,
         plus ``steps`` (losses of every step), ``stopped`` (None, or why training stopped
         early) and ``total_seconds``.
     """
+    if not _whole(epochs) or epochs < 1:
+        raise ArgumentError(f"fit: epochs must be a whole number >= 1, got {epochs!r}")
+    if checkpoint_every is not None and (not _whole(checkpoint_every) or checkpoint_every <= 0):
+        raise ArgumentError(f"fit: checkpoint_every must be a positive number of steps, "
+                            f"got {checkpoint_every!r}")
+    if max_steps is not None and (not _whole(max_steps) or max_steps < 0):
+        raise ArgumentError(f"fit: max_steps must be a whole number >= 0, got {max_steps!r}")
+    if resume and checkpoint_dir is None:
+        raise ArgumentError("fit: resume=True needs checkpoint_dir")
+    if checkpoint_dir is None:
+        return _fit(model, loss_fn, optimizer, train, test, epochs, batch_size, shuffle,
+                    seed, callback, progress, max_steps, log, eval_batch_size, None,
+                    checkpoint_every, resume, run_info)
+    ckpt_path = check_checkpoint_dir(checkpoint_dir, CHECKPOINT_NAME)
+    with RunLock(os.path.dirname(ckpt_path)) as lock:
+        if lock.note and log:
+            log(lock.note)
+        remove_torn_writes(ckpt_path)  # ours alone: the folder is locked
+        return _fit(model, loss_fn, optimizer, train, test, epochs, batch_size, shuffle,
+                    seed, callback, progress, max_steps, log, eval_batch_size, ckpt_path,
+                    checkpoint_every, resume, run_info)
+
+
+def _fit(model, loss_fn, optimizer, train, test, epochs, batch_size, shuffle, seed,
+         callback, progress, max_steps, log, eval_batch_size, ckpt_path, checkpoint_every,
+         resume, run_info) -> History:
     from tqdm.auto import tqdm
 
-    from .serialization import check_training_state, load, restore, save
+    from .serialization import check_training_state, load, read_header, restore, save
 
     device = model_device(model)
     loader = _as_loader(train, batch_size, shuffle, seed, device)
+    if len(loader) == 0:
+        raise ArgumentError("fit: the training data holds no samples; expected at least one "
+                            "(images, labels) pair")
     history: History = {"epoch": [], "train_loss": [], "train_acc": [], "test_loss": [],
                         "test_acc": [], "seconds": [], "steps": [], "stopped": None}
     say = log or (lambda s: None)
     step = 0
-    first_epoch, resumed, elapsed_before = 1, None, 0.0
-    if checkpoint_every is not None and checkpoint_every <= 0:
-        raise ValueError(f"fit: checkpoint_every must be a positive number of steps, "
-                         f"got {checkpoint_every}")
-    if resume and checkpoint_dir is None:
-        raise ValueError("fit: resume=True needs checkpoint_dir")
-    ckpt_path = None if checkpoint_dir is None else os.path.join(
-        os.path.abspath(checkpoint_dir), CHECKPOINT_NAME)
+    first_epoch, resumed, elapsed_before, last_saved = 1, None, 0.0, None
     setup = {"batch_size": loader.batch_size, "shuffle": loader.shuffle,
              "drop_last": loader.drop_last, "samples": int(loader.images.shape[0])}
-    if ckpt_path:
-        _remove_torn_writes(ckpt_path)
-    if resume and os.path.exists(ckpt_path):
-        ckpt = load(ckpt_path)
-        check_training_state(ckpt)
-        saved = ckpt.meta.get("fit_setup")
+    if resume and not os.path.exists(ckpt_path):
+        say(f"resume: no checkpoint in {os.path.dirname(ckpt_path)} yet; starting from "
+            f"scratch")
+    elif resume:
+        # The run's settings first (from the header alone): a checkpoint of another run
+        # is named as such, not as a list of mismatched arrays.
+        saved_meta = read_header(ckpt_path).get("meta") or {}
+        saved = saved_meta.get("fit_setup")
         if saved != setup:
             raise DataError(f"{ckpt_path}: written by a run with {saved}, but this run has "
                             f"{setup}; use the same settings or another checkpoint_dir")
+        saved_run = saved_meta.get("run")
+        if saved_run is not None and not isinstance(saved_run, dict):
+            raise DataError(f"{ckpt_path}: meta['run'] is {type(saved_run).__name__}, "
+                            f"expected a dict")
+        if run_info is not None and saved_run is not None and saved_run != run_info:
+            diff = sorted(k for k in set(saved_run) | set(run_info)
+                          if saved_run.get(k) != run_info.get(k))
+            raise DataError(
+                f"{ckpt_path}: written by another run ("
+                + ", ".join(f"{k} {saved_run.get(k)!r}" for k in diff) + "), but this run has "
+                + ", ".join(f"{k} {run_info.get(k)!r}" for k in diff)
+                + "; use the same settings or another checkpoint folder")
+        ckpt = load(ckpt_path, model=model, optimizer=optimizer)
+        check_training_state(ckpt)
+        finished = ckpt.progress.get("finished")
+        if finished == "diverged":  # its weights may hold NaN: nothing to restore
+            say(f"resume: the run in {ckpt_path} had diverged "
+                f"({(ckpt.history or {}).get('stopped') or 'non-finite loss'}); nothing to "
+                f"do: start again (with a smaller learning rate?) without resume")
+            return ckpt.history
         restore(ckpt, model, optimizer, loader)
         history, resumed = ckpt.history, ckpt.progress
         step, first_epoch = int(resumed["step"]), int(resumed["epoch"])
         elapsed_before = float(resumed.get("elapsed", 0.0))
-        say(f"resumed from {ckpt_path}: epoch {first_epoch}, {step} steps done")
-        if resumed.get("finished"):
-            say(f"that run had finished ({resumed['finished']}); nothing to do")
+        last_saved = (first_epoch, step)
+        say("resumed from " + _describe_checkpoint(ckpt_path, resumed, epochs)
+            + ("" if saved_run is None else "; the run: " + ", ".join(
+                f"{k} {v!r}" for k, v in saved_run.items())))
+        if finished:
+            say(f"that run had finished ({finished}); nothing to do")
             return history
+        if first_epoch > epochs:
+            say(f"all {epochs} epoch(s) are done; nothing to train (ask for more epochs to "
+                f"continue)")
     start_all = time.perf_counter()
+    saver = None if ckpt_path is None else _Saver(ckpt_path, save, last_saved)
+    meta = {"fit_setup": setup} if run_info is None else {"fit_setup": setup, "run": run_info}
 
     def checkpoint(epoch: int, sums: tuple, finished: str | None = None) -> str:
         total_loss, correct, count, seconds = sums
@@ -205,8 +296,9 @@ def fit(model: Module, loss_fn, optimizer, train, test=None, epochs: int = 1,
                  "epoch_correct": 0 if correct is None else int(correct),
                  "epoch_count": count, "epoch_seconds": seconds, "finished": finished,
                  "elapsed": elapsed_before + time.perf_counter() - start_all}
-        return save(ckpt_path, model, optimizer, loader_state=loader.state_dict(),
-                    progress=state, history=history, fit_setup=setup)
+        return saver(step, epoch, model=model, optimizer=optimizer,
+                     loader_state=loader.state_dict(), progress=state, history=history,
+                     **meta)
 
     model.train()
     with _SignalFlag() if ckpt_path else contextlib.nullcontext() as flag:

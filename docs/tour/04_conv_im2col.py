@@ -25,6 +25,10 @@
 #
 # which is precisely the statement that col2im computes $\partial L/\partial x$ from
 # $\partial L/\partial\,\mathrm{cols} = G$.
+#
+# tinynet's own layer computes exactly this: read `conv2d_forward` and `conv2d_backward`
+# in `tinynet/functional/conv.py` (the reference kernels; `tinynet.reference_kernels()`
+# runs a model on them), with `im2col`, `col2im` and the loop definition beside them.
 # %%
 import os
 import sys

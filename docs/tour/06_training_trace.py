@@ -108,11 +108,11 @@ print(last_trace.table())
 fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
 for lr, log in runs.items():
     steps = np.arange(len(log["loss"]))
-    axes[0].plot(steps, log["loss"], lw=0.8, label=f"lr {lr}")
+    axes[0].semilogy(steps, log["loss"], lw=0.8, label=f"lr {lr}")
     axes[1].semilogy(steps, [g["1.weight"] for g in log["grad"]], lw=0.8, label=f"lr {lr}")
     axes[2].plot(steps, [100 * d[-1] for d in log["dead"]], lw=0.8, label=f"lr {lr}")
 axes[0].axhline(np.log(10), color="k", ls=":", lw=0.8)
-axes[0].set_title("training loss (dotted: log 10, chance)")
+axes[0].set_title("training loss, log scale (dotted: log 10, chance)")
 axes[1].set_title("||dL/dW|| of the first Linear")
 axes[2].set_title("% exact zeros after the last ReLU")
 for ax in axes:

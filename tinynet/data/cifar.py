@@ -27,17 +27,16 @@ import os
 import numpy as np
 
 from ..errors import DataError
-from . import safe_pickle
+from . import limits, safe_pickle
 from .archive import iter_files
 from .datasets import DatasetInfo, register
+from .files import read_regular, shown
 
 ARCHIVE = "cifar-10-python.tar.gz"
 FOLDER = "cifar-10-batches-py"
 BATCHES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
            "truck"]
-MAX_BATCH_BYTES = 256 << 20  # a real batch pickle is 31 MB
-MAX_ARCHIVE_BYTES = 2 << 30  # the real archive unpacks to 178 MB: a gzip bomb stops here
 
 
 def _key(k) -> str | None:
@@ -93,17 +92,7 @@ def read_batch_bytes(raw: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _read_file(path: str) -> bytes:
-    try:
-        size = os.path.getsize(path)
-        if size > MAX_BATCH_BYTES:
-            raise DataError(f"{path}: {size} bytes, more than the {MAX_BATCH_BYTES} a "
-                            f"CIFAR-10 batch can be")
-        with open(path, "rb") as f:
-            return f.read()
-    except DataError:
-        raise
-    except OSError as e:
-        raise DataError(f"{path}: cannot read: {e.strerror or e}") from None
+    return read_regular(path, limits.get("file_bytes"), what="CIFAR-10 batch")
 
 
 def read_cifar10(folder: str, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
@@ -120,22 +109,21 @@ def read_cifar10(folder: str, split: str = "train") -> tuple[np.ndarray, np.ndar
     parts: dict[str, tuple] = {}
     if os.path.isfile(archive):
         members = {f"{FOLDER}/{b}": b for b in wanted}
-        for member, raw in iter_files(archive, max_member_bytes=MAX_BATCH_BYTES,
-                                      max_total_bytes=MAX_ARCHIVE_BYTES):
-            if member in members:
-                name = f"{archive}:{member}"
-                if members[member] in parts:
-                    raise DataError(f"{name}: appears twice in the archive")
-                parts[members[member]] = read_batch_bytes(raw, name)
-        where = archive
+        # only the wanted batches are read; the others are skipped unread
+        for member, raw in iter_files(archive, want=members.__contains__):
+            name = f"{shown(archive)}:{shown(member)}"
+            if members[member] in parts:
+                raise DataError(f"{name}: appears twice in the archive")
+            parts[members[member]] = read_batch_bytes(raw, name)
+        where = shown(archive)
     elif os.path.isdir(os.path.join(folder, FOLDER)):
-        where = os.path.join(folder, FOLDER)
+        where = shown(os.path.join(folder, FOLDER))
         for b in wanted:
-            path = os.path.join(where, b)
+            path = os.path.join(folder, FOLDER, b)
             if os.path.isfile(path):
-                parts[b] = read_batch_bytes(_read_file(path), path)
+                parts[b] = read_batch_bytes(_read_file(path), shown(path))
     else:
-        raise DataError(f"cifar10: neither {ARCHIVE} nor {FOLDER}/ in {folder}")
+        raise DataError(f"cifar10: neither {ARCHIVE} nor {FOLDER}/ in {shown(folder)}")
     missing = [b for b in wanted if b not in parts]
     if missing:
         raise DataError(f"{where}: CIFAR-10 {split} batch(es) {missing} missing; expected "

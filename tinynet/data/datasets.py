@@ -17,13 +17,16 @@ searched.
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..errors import DataError
+from . import limits
 from .download import download as _download
+from .files import shown
 from .idx import read_idx, validate_pair
 
 SYSTEM_DIR = "/usr/share/datasets"
@@ -52,8 +55,15 @@ def _idx_reader(info_name: str):
         info = DATASETS[info_name]
         img_name, lab_name = info.files[split]
         images = read_idx(_existing(folder, img_name, info))
-        labels = read_idx(_existing(folder, lab_name, info))
-        validate_pair(images, labels, f"{info_name} {split} in {folder}")
+        lab_path = _existing(folder, lab_name, info)
+        # the labels are returned as int64: 8 bytes each, whatever the file stores
+        max_bytes = limits.get("file_bytes")
+        if 8 * images.shape[0] > max_bytes:
+            raise DataError(f"{shown(lab_path)}: {images.shape[0]:,} labels would take "
+                            f"{8 * images.shape[0]:,} bytes as int64, more than "
+                            f"{limits.over('file_bytes', max_bytes)}")
+        labels = read_idx(lab_path, count=images.shape[0])
+        validate_pair(images, labels, f"{info_name} {split} in {shown(folder)}")
         return images, labels.astype(np.int64)
     return read
 
@@ -174,9 +184,28 @@ def fetch(name: str, split: str = "train", root: str | None = None,
             raise DataError(f"{name}: {filename} not found in {search_paths(name)} and "
                             f"{name} has no download mirror; set TINYNET_DATA to a folder "
                             f"holding {name}/{filename}, or pass root=")
-        _download(urls, os.path.join(folder, filename), md5=inf.md5.get(filename),
-                  md5_decompressed=inf.md5_decompressed, progress=progress)
+        try:
+            _download(urls, os.path.join(folder, filename), md5=inf.md5.get(filename),
+                      md5_decompressed=inf.md5_decompressed, progress=progress)
+        except DataError as e:
+            if not hasattr(e, "attempts"):
+                raise
+            err = DataError(f"{name}: {e}\n{by_hand(name, split, folder, root is None)}")
+            err.attempts, err.summary = e.attempts, e.summary
+            raise err from None
     return folder
+
+
+def by_hand(name: str, split: str, folder: str, env_hint: bool = True) -> str:
+    """The lines that say where to put a data set's files when they cannot be downloaded."""
+    files = DATASETS[name].files
+    names = list(dict.fromkeys(files[split] + [f for s in files.values() for f in s]))
+    text = textwrap.fill(f"To install by hand, put {', '.join(names)} (from a mirror above)",
+                         width=90, break_long_words=False, break_on_hyphens=False)
+    text += f"\nin {shown(os.path.abspath(folder))}{os.sep}"
+    if env_hint:
+        text += f" (or in <folder>{os.sep}{name}{os.sep} with TINYNET_DATA=<folder>)"
+    return text + "."
 
 
 def load(name: str, split: str = "train", root: str | None = None, download: bool = True,

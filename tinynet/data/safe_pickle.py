@@ -22,7 +22,11 @@ global in the pickle                        what it is replaced by
 ==========================================  ===========================================
 
 Anything else raises :class:`tinynet.DataError` naming the file and the refused global;
-nothing is ever imported. The NumPy names are *not* NumPy's own functions: every
+nothing is ever imported. Before the unpickler runs, :mod:`tinynet.data.pickle_scan`
+dry-runs the opcodes and refuses nesting deeper than the ``pickle_depth`` limit (a deep
+tuple hashed as a dict key or set member would overflow the C stack) and more container
+elements than ``pickle_items`` (:mod:`tinynet.data.limits`); the arrays and byte strings
+the admitted callables build may not exceed twice the pickle's size. The NumPy names are *not* NumPy's own functions: every
 argument and ``__setstate__`` tuple is checked here and the array is built with
 ``numpy.frombuffer`` from validated bytes, so a crafted or bit-flipped pickle never
 reaches NumPy's C-level ``__setstate__`` (object dtypes, inconsistent flags, lengths
@@ -43,12 +47,12 @@ from __future__ import annotations
 
 import io
 import pickle
-import pickletools
 import warnings
 
 import numpy as np
 
 from ..errors import DataError
+from . import limits, pickle_scan
 
 # dtype codes a data pickle may hold: bool, signed/unsigned ints, floats. Never "O".
 _DTYPE_CODES = {"b1", "i1", "u1", "i2", "u2", "i4", "u4", "i8", "u8", "f2", "f4", "f8",
@@ -56,6 +60,12 @@ _DTYPE_CODES = {"b1", "i1", "u1", "i2", "u2", "i4", "u4", "i8", "u8", "f2", "f4"
 _ENDIAN = {"<", ">", "|", "="}
 _LATIN1 = {"latin1", "latin-1", "iso-8859-1", "iso8859-1", "l1"}
 MAX_ARRAY_BYTES = 1 << 31  # a CIFAR batch is 30 MB; refuse arrays that claim 2 GiB
+# Arrays and byte strings the admitted callables build may add up to at most this many
+# times the pickle's own size (plus SLACK): in a real pickle every array's bytes are in
+# the file once, and a latin-1 str decodes to at most as many bytes as it took. What is
+# refused is one buffer turned into many arrays through the memo.
+BUILT_PER_PICKLE_BYTE = 2
+BUILT_SLACK = 1 << 20
 
 
 class _Refused(Exception):
@@ -108,10 +118,10 @@ class _DType:
 
 class _Array:
     """Placeholder for ``_reconstruct(ndarray, (0,), b"b")``; ``BUILD`` fills ``array``."""
-    __slots__ = ("array",)
+    __slots__ = ("array", "spend")
 
-    def __init__(self, array=None) -> None:
-        self.array = array
+    def __init__(self, array=None, spend=None) -> None:
+        self.array, self.spend = array, spend
 
     def __setstate__(self, state) -> None:
         # ndarray.__reduce__ writes (version=1, shape, dtype, is_fortran, raw bytes);
@@ -127,10 +137,12 @@ class _Array:
         shape, dtype, fortran, raw = state
         # is_fortran is a bool (0/1 in protocol-0/1 pickles of old NumPy versions)
         self.array = _build_array(raw, dtype, shape, "F" if fortran else "C",
-                                  fortran_ok=type(fortran) in (bool, int) and fortran in (0, 1))
+                                  fortran_ok=type(fortran) in (bool, int) and fortran in (0, 1),
+                                  spend=self.spend)
 
 
-def _build_array(raw, dtype, shape, order: str, fortran_ok: bool = True) -> np.ndarray:
+def _build_array(raw, dtype, shape, order: str, fortran_ok: bool = True,
+                 spend=None) -> np.ndarray:
     if not fortran_ok:
         raise _Refused("array fortran flag must be True or False")
     if not isinstance(dtype, _DType):
@@ -156,6 +168,8 @@ def _build_array(raw, dtype, shape, order: str, fortran_ok: bool = True) -> np.n
     if len(raw) != count * dt.itemsize:
         raise _Refused(f"array of shape {shape} and dtype {dt} needs "
                        f"{count * dt.itemsize} bytes, the pickle holds {len(raw)}")
+    if spend is not None:
+        spend(len(raw))
     return np.frombuffer(raw, dtype=dt, count=count).reshape(shape, order=order).copy()
 
 
@@ -174,9 +188,11 @@ class RestrictedUnpickler(pickle.Unpickler):
     into a :class:`tinynet.DataError` naming the file.
     """
 
-    def __init__(self, file, name: str = "<bytes>") -> None:
+    def __init__(self, file, name: str = "<bytes>", max_built: int | None = None) -> None:
         super().__init__(file, encoding="bytes")
         self.name = name
+        self.max_built = max_built
+        self.built = 0
         self._ndarray = _NDArrayMarker()
         self._allowed = {
             ("numpy.core.multiarray", "_reconstruct"): self._reconstruct,
@@ -203,13 +219,21 @@ class RestrictedUnpickler(pickle.Unpickler):
     def persistent_load(self, pid):
         raise _Refused("refused persistent id: data pickles have none")
 
+    def _spend(self, nbytes: int) -> None:
+        """Count bytes an admitted callable is about to allocate; refuse past the budget."""
+        self.built += nbytes
+        if self.max_built is not None and self.built > self.max_built:
+            raise _Refused(f"its arrays and byte strings would take more than "
+                           f"{self.max_built:,} bytes, {BUILT_PER_PICKLE_BYTE} times the "
+                           f"pickle's size: one buffer is used for many objects")
+
     # --- the admitted callables ------------------------------------------------------
 
     def _reconstruct(self, cls=None, shape=None, typecode=None, *rest):
         if cls is not self._ndarray or rest:
             raise _Refused(f"_reconstruct called with {_short((cls, shape, typecode, *rest))}; "
                            f"only _reconstruct(numpy.ndarray, (0,), b'b') is accepted")
-        return _Array()
+        return _Array(spend=self._spend)
 
     def _dtype(self, code=None, align=False, copy=False, *rest):
         code = _text(code, "dtype code")
@@ -221,13 +245,14 @@ class RestrictedUnpickler(pickle.Unpickler):
     def _frombuffer(self, buf=None, dtype=None, shape=None, order="C", *rest):
         if rest or order not in ("C", "F"):
             raise _Refused(f"_frombuffer called with order {_short(order)}")
-        return _Array(_build_array(buf, dtype, shape, order))
+        return _Array(_build_array(buf, dtype, shape, order, spend=self._spend))
 
     def _codecs_encode(self, obj=None, encoding="utf-8", errors="strict", *rest):
         if not isinstance(obj, str) or not isinstance(encoding, str) \
                 or encoding.lower() not in _LATIN1 or errors != "strict" or rest:
             raise _Refused(f"_codecs.encode{_short((obj, encoding, errors))}: only "
                            f"encode(str, 'latin1') is accepted")
+        self._spend(len(obj))
         try:
             return obj.encode("latin-1")
         except UnicodeEncodeError:
@@ -237,6 +262,8 @@ class RestrictedUnpickler(pickle.Unpickler):
         if not args:
             return b""
         if len(args) == 1 and isinstance(args[0], (bytes, bytearray)):
+            if isinstance(args[0], bytearray):  # bytes(bytes) is the same object, no copy
+                self._spend(len(args[0]))
             return bytes(args[0])
         if len(args) == 2 and isinstance(args[0], str):
             return self._codecs_encode(args[0], args[1])
@@ -244,7 +271,9 @@ class RestrictedUnpickler(pickle.Unpickler):
                        f"bytes(str, 'latin1') are accepted")
 
     def _bytearray(self, *args):
-        return bytearray(self._bytes(*args))
+        data = self._bytes(*args)
+        self._spend(len(data))
+        return bytearray(data)
 
     def _set(self, items=()):
         return set(self._items(items, "set"))
@@ -267,13 +296,14 @@ class _NDArrayMarker:
         return "numpy.ndarray"
 
 
-def _finish(obj, name: str):
+def _finish(obj, name: str, max_depth: int):
     """Replace the array placeholders in the unpickled containers by the arrays."""
     memo: dict[int, object] = {}
 
     def convert(value, depth: int):
-        if depth > 64:
-            raise _Refused("containers nested more than 64 deep")
+        if depth > max_depth:
+            raise _Refused(f"containers nested more than "
+                           f"{limits.over('pickle_depth', max_depth)}")
         if isinstance(value, _Array):
             if value.array is None:
                 raise _Refused("an array was created but its data never given (no BUILD)")
@@ -304,48 +334,33 @@ def _finish(obj, name: str):
     return convert(obj, 0)
 
 
-def _prescan(data: bytes) -> None:
-    """Walk the opcodes without running them; refuse memo indices and frames that lie.
-
-    CPython's C unpickler sizes its memo table by the largest index a ``PUT`` names, so
-    ``LONG_BINPUT 4294967295`` alone asks for 32 GiB. Real pickles number their memo
-    entries 0, 1, 2, ...: an index beyond the number of opcodes seen is refused here.
-    """
-    limit = len(data)
-    try:
-        for count, (op, arg, _) in enumerate(pickletools.genops(data)):
-            if op.name in ("PUT", "BINPUT", "LONG_BINPUT") and \
-                    (not isinstance(arg, int) or not 0 <= arg <= count):
-                raise _Refused(f"memo index {_short(arg)} at opcode {count} (a pickle "
-                               f"numbers its memo from 0)")
-            if op.name == "FRAME" and arg > limit:
-                raise _Refused(f"frame of {arg} bytes in a {limit}-byte pickle")
-            if op.name == "STOP":
-                return
-    except _Refused:
-        raise
-    except Exception as e:  # noqa: BLE001 - genops on corrupt bytes: ValueError and kin
-        raise DataError(f"corrupt pickle ({type(e).__name__}: {_short(str(e), 160)})") \
-            from None
-
-
-def loads(data: bytes, name: str = "<bytes>"):
+def loads(data: bytes, name: str = "<bytes>", max_depth: int | None = None,
+          max_items: int | None = None):
     """Unpickle ``data`` (bytes of a file called ``name``) with :class:`RestrictedUnpickler`.
 
     Returns builtin containers holding NumPy arrays, bytes, str and numbers. Raises
-    :class:`tinynet.DataError` naming ``name`` for a refused global, a malformed array
-    and any truncated or corrupt pickle.
+    :class:`tinynet.DataError` naming ``name`` for a refused global, a malformed array,
+    containers nested deeper than ``max_depth`` or holding more than ``max_items``
+    elements (the ``pickle_depth`` and ``pickle_items`` limits of
+    :mod:`tinynet.data.limits`, checked by a dry run of the opcodes before anything is
+    built), and any truncated or corrupt pickle.
     """
+    max_depth = limits.get("pickle_depth", max_depth)
+    max_items = limits.get("pickle_items", max_items)
     try:
         # a protocol-0 string with a bad escape makes the stdlib warn: it is just bad data
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             try:
-                _prescan(data)
-            except DataError as e:
-                raise DataError(f"{name}: {e}") from None
-            obj = RestrictedUnpickler(io.BytesIO(data), name).load()
-        return _finish(obj, name)
+                pickle_scan.scan(data, max_depth, max_items)
+            except pickle_scan.Corrupt as e:
+                text = str(e) if len(str(e)) <= 160 else str(e)[:160] + "..."
+                raise DataError(f"{name}: corrupt pickle ({text})") from None
+            except pickle_scan.Refused as e:
+                raise _Refused(str(e)) from None
+            budget = BUILT_PER_PICKLE_BYTE * len(data) + BUILT_SLACK
+            obj = RestrictedUnpickler(io.BytesIO(data), name, max_built=budget).load()
+        return _finish(obj, name, max_depth)
     except _Refused as e:
         raise DataError(f"{name}: unsafe or malformed pickle: {e}") from None
     except DataError:

@@ -1,9 +1,11 @@
 """Reference solutions of the exercises: the layers of ``exercises/`` with their backward.
 
-Each class has the forward of its template in ``exercises/`` and a backward that the
-grader accepts. They are written the way the exercise asks (plain array code, one
-formula per gradient, the derivation next to it), not the fastest way: tinynet's own
-layers (``tinynet.layers``) are the production versions.
+Each class has the forward of its template in ``exercises/`` (the same attributes: a
+student's layer and its solution are graded alike) and a backward that hands what the
+forward kept to tinynet's REFERENCE kernel, :mod:`tinynet.functional`, where each
+gradient is derived next to the line that computes it. So the answers are not written
+twice: read ``tinynet/functional/linear.py`` (and ``activation``, ``loss``, ``conv``,
+``pool``, ``normalization``) for the derivations.
 
 Spoiler warning: a student should write their own backward first (``tinynet grade``).
 """
@@ -12,7 +14,9 @@ from __future__ import annotations
 
 import numpy
 
+from tinynet import functional as F
 from tinynet.backend import get_array_module
+from tinynet.functional.normalization import NormCache
 from tinynet.init import pytorch_default_
 from tinynet.module import Module
 from tinynet.parameter import Parameter
@@ -40,17 +44,13 @@ class Linear(Module):
         return y
 
     def backward(self, dy, input_grad: bool = True):
-        """y[n,o] = sum_i x[n,i] W[o,i] + b[o], so by the chain rule
-        dW[o,i] = sum_n dy[n,o] x[n,i] (dy.T @ x), db[o] = sum_n dy[n,o],
-        dx[n,i] = sum_o dy[n,o] W[o,i] (dy @ W). W and b are shared by every
-        sample, so their gradients sum over the batch."""
-        x = self._x
-        self.weight.accumulate(dy.T @ x)
+        """dW = dy.T @ x, db = dy.sum(0), dx = dy @ W: ``F.linear_backward``."""
+        cache = (self._x, self.weight.data, self.bias is not None)
+        dx, dw, db = F.linear_backward(dy, cache, input_grad)
+        self.weight.accumulate(dw)
         if self.bias is not None:
-            self.bias.accumulate(dy.sum(axis=0))
-        if not input_grad:
-            return None
-        return dy @ self.weight.data
+            self.bias.accumulate(db)
+        return dx
 
 
 class ReLU(Module):
@@ -66,8 +66,8 @@ class ReLU(Module):
         return xp.maximum(x, 0)
 
     def backward(self, dy, input_grad: bool = True):
-        """dy/dx = 1 where x > 0 else 0, so dx = dy * [x > 0] (mask from *before* the clamp)."""
-        return dy * self._mask
+        """dx = dy * [x > 0], the mask taken before the clamp: ``F.relu_backward``."""
+        return F.relu_backward(dy, self._mask)
 
 
 class Sigmoid(Module):
@@ -84,9 +84,8 @@ class Sigmoid(Module):
         return y
 
     def backward(self, dy, input_grad: bool = True):
-        """sigma'(x) = sigma(x) (1 - sigma(x)) = y (1 - y), so dx = dy * y * (1 - y)."""
-        y = self._y
-        return dy * y * (1 - y)
+        """sigma'(x) = y (1 - y): ``F.sigmoid_backward``."""
+        return F.sigmoid_backward(dy, self._y)
 
 
 class SoftmaxCrossEntropy:
@@ -101,17 +100,12 @@ class SoftmaxCrossEntropy:
         z = logits - logits.max(axis=1, keepdims=True)
         logp = z - xp.log(xp.exp(z).sum(axis=1, keepdims=True))
         self._cache = (xp.exp(logp), target)
+        self._kernel_cache = F.cross_entropy_forward(logits, target)[1]
         return float(-logp[xp.arange(n), target].sum() / n)
 
     def backward(self):
-        """dL/dz[n, c] = (p[n, c] - [c == t_n]) / N: softmax's Jacobian diag(p) - p p^T
-        times -1/p_t collapses to p - onehot(t); the mean over N gives the 1/N."""
-        p, t = self._cache
-        xp = get_array_module(p)
-        n = p.shape[0]
-        dz = p.copy()
-        dz[xp.arange(n), t] -= 1
-        return dz / n
+        """dL/dz = (p - onehot(t)) / N: ``F.cross_entropy_backward``."""
+        return F.cross_entropy_backward(1.0, self._kernel_cache)
 
 
 class Conv2d(Module):
@@ -152,29 +146,18 @@ class Conv2d(Module):
         return y
 
     def backward(self, dy, input_grad: bool = True):
-        """y[n,o,a,b] = sum_{c,i,j} xpad[n,c,a SH+i,b SW+j] W[o,c,i,j] + b[o]. Hence
-        dW[o,c,i,j] = sum_{n,a,b} dy[n,o,a,b] xpad[n,c,a SH+i,b SW+j]; db[o] = sum_{n,a,b} dy;
-        dxpad[n,c,a SH+i,b SW+j] += sum_o dy[n,o,a,b] W[o,c,i,j] (each dy goes back to the
-        inputs its window touched, with the same, unflipped, W), then crop the padding."""
-        xp = get_array_module(dy)
-        xpad, (n, c, h, w) = self._xpad, self._shape
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        oh, ow = dy.shape[2], dy.shape[3]
-        weight = self.weight.data
-        dw = xp.zeros_like(weight)
-        dxpad = xp.zeros_like(xpad)
-        for i in range(kh):
-            for j in range(kw):
-                patch = xpad[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw]
-                dw[:, :, i, j] = xp.einsum("nohw,nchw->oc", dy, patch)
-                dxpad[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw] += \
-                    xp.einsum("nohw,oc->nchw", dy, weight[:, :, i, j])
+        """dW = dY^T @ X_col, db = sum of dY, dx = col2im(dY @ W_mat): ``F.conv2d_backward``,
+        given the columns of the unpadded input and the weight."""
+        (ph, pw), (_n, _c, h, w) = self.padding, self._shape
+        x = self._xpad[:, :, ph:ph + h, pw:pw + w]
+        cols = F.im2col(x, self.kernel_size, self.stride, self.padding)
+        cache = (cols, self.weight.data, tuple(x.shape), self.stride, self.padding, (1, 1), 1,
+                 self.bias is not None)
+        dx, dw, db = F.conv2d_backward(dy, cache, input_grad)
         self.weight.accumulate(dw)
         if self.bias is not None:
-            self.bias.accumulate(dy.sum(axis=(0, 2, 3)))
-        if not input_grad:
-            return None
-        return dxpad[:, :, ph:ph + h, pw:pw + w]
+            self.bias.accumulate(db)
+        return dx
 
 
 class MaxPool2d(Module):
@@ -201,16 +184,11 @@ class MaxPool2d(Module):
         return windows.max(axis=0)
 
     def backward(self, dy, input_grad: bool = True):
-        """y = x[argmax of the window], so dy flows to that one input and nowhere else;
-        windows that overlap (stride < kernel) *add* their contributions."""
-        xp = get_array_module(dy)
-        (kh, kw), (sh, sw) = self.kernel_size, self.stride
-        oh, ow = dy.shape[2], dy.shape[3]
-        dx = xp.zeros(self._shape, dtype=dy.dtype)
-        for k in range(kh * kw):
-            i, j = divmod(k, kw)
-            dx[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw] += dy * (self._argmax == k)
-        return dx
+        """Each window's dy goes to its arg-max, overlapping windows add up:
+        ``F.maxpool2d_backward`` with the arg-max the forward kept."""
+        cache = (self._argmax, tuple(self._shape), tuple(self._shape), self.kernel_size,
+                 self.stride, (0, 0), (1, 1))
+        return F.maxpool2d_backward(dy, cache)
 
 
 class BatchNorm1d(Module):
@@ -243,17 +221,14 @@ class BatchNorm1d(Module):
         return self.weight.data * xhat + self.bias.data
 
     def backward(self, dy, input_grad: bool = True):
-        """dbeta = sum_n dy; dgamma = sum_n dy xhat; with g = dy gamma (the gradient at xhat)
-        and mu, var depending on every x in the batch, the three terms are
-        dx = invstd / N (N g - sum_n g - xhat sum_n g xhat)."""
+        """dbeta = sum dy, dgamma = sum dy xhat, and the three-term dx (mu and var depend
+        on every x of the batch): ``F.norm_backward`` with the batch statistics' cache."""
         xhat, invstd = self._cache
-        n = dy.shape[0]
-        self.bias.accumulate(dy.sum(axis=0))
-        self.weight.accumulate((dy * xhat).sum(axis=0))
-        if not input_grad:
-            return None
-        g = dy * self.weight.data
-        return invstd / n * (n * g - g.sum(axis=0) - xhat * (g * xhat).sum(axis=0))
+        cache = NormCache(xhat, invstd[None, :], self.weight.data[None, :], (0,), (0,), True)
+        dx, dgamma, dbeta = F.norm_backward(dy, cache, input_grad)
+        self.bias.accumulate(dbeta)
+        self.weight.accumulate(dgamma)
+        return dx
 
 
 EXERCISE_CLASSES = {cls.__name__: cls for cls in (

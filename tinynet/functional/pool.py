@@ -1,316 +1,299 @@
-"""Max and average pooling over ``(N, C, H, W)``, as PyTorch (floor mode, no dilation).
+"""Max, average and adaptive average pooling: the reference kernels.
 
 Shapes: x ``(N, C, H, W)``, kernel ``(KH, KW)``, stride ``(SH, SW)``, padding
-``(PH, PW)``; y ``(N, C, OH, OW)`` with ``OH = (H + 2 PH - KH) // SH + 1`` (OW alike).
+``(PH, PW)``, dilation ``(DH, DW)`` (max pooling only); y ``(N, C, OH, OW)`` with::
 
-Every kernel here loops over the KH*KW kernel *taps* ``(i, j)``: tap ``(i, j)`` of all
-windows at once is the strided slice ``xpad[:, :, i::SH, j::SW]`` (OH x OW positions), a
-view, so a loop over taps is KH*KW vectorised passes and never a loop over samples or
-pixels. For the 2x2 stride-2 case (every study model) the four taps are exactly the
-slices of the reshape ``(N, C, OH, 2, OW, 2)``.
+    OH = floor_or_ceil((H + 2 PH - DH (KH - 1) - 1) / SH) + 1          (OW alike)
 
-Outputs keep x's memory order: channels-last activations from a convolution stay
-channels-last. The kernels work on a 5-D "frame" view whose last axis is the fastest
-one in memory and allocate every output C-contiguous in that frame; measured on the
-SimpleCNN pool (64x32x28x28, channels-last), a reduction ``max(axis=(3, 5))`` over the
-reshape took ~10 ms and chained ufuncs without ``out=`` ~8 ms, the framed version
-with ``out=`` buffers ~1 ms.
+rounded down, or up with ``ceil_mode`` (then a last window that would start beyond the
+input and its left padding is dropped, as in PyTorch). Windows may run past the right
+edge in ceil mode; those positions count as padding.
 
-``maxpool2d_naive`` / ``avgpool2d_naive`` and their backward twins are the loop
-definitions the tests compare against.
+Every kernel works one kernel *tap* (i, j) at a time: tap (i, j) of all windows at once
+is the strided slice ``xpad[:, :, i DH::SH, j DW::SW]`` ``(N, C, OH, OW)``, a view, so
+the loops run over the KH*KW taps, never over samples or pixels. ``*_naive`` at the end
+are the loop definitions the tests compare with.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy
 
 from ..backend import get_array_module
-from ..parallel import ELEMENT_GRAIN, parallel_for
-from .conv import _pair, conv_output_size
+from .conv import pair
 
 
-def is_channels_last(a) -> bool:
-    """True when the ``(N, C, H, W)`` array ``a`` has C as its fastest axis in memory."""
-    strides = getattr(a, "strides", None)
-    if strides is None or len(a.shape) != 4 or a.shape[1] == 1:
-        return False
-    return strides[1] < strides[3] and strides[1] < strides[2]
-
-
-def _frame(a, channels_last: bool):
-    """View ``(N, C, H, W)`` as 5-D ``(N, P, H, W, Q)`` with the memory order's last axis last.
-
-    Channels-last: ``(N, 1, H, W, C)``; otherwise ``(N, C, H, W, 1)``. Kernels allocate
-    their outputs C-contiguous in this frame, so they keep the input's memory order
-    (NumPy's ufuncs would otherwise pick a slow iteration order for strided views).
-    """
-    return a.transpose(0, 2, 3, 1)[:, None] if channels_last else a[..., None]
-
-
-def _unframe(f, channels_last: bool):
-    """Inverse of ``_frame``: the ``(N, C, H, W)`` view of a 5-D frame array."""
-    return f[:, 0].transpose(0, 3, 1, 2) if channels_last else f[..., 0]
-
-
-def _frame_shape(n: int, c: int, h: int, w: int, channels_last: bool) -> tuple:
-    return (n, 1, h, w, c) if channels_last else (n, c, h, w, 1)
-
-
-def _taps(frame, kernel, stride, out_hw):
-    """Yield ``(k, view)`` per kernel tap ``(i, j)``, k = i*KW + j, view (N, P, OH, OW, Q)."""
-    kh, kw = kernel
-    sh, sw = stride
-    oh, ow = out_hw
-    for i in range(kh):
-        for j in range(kw):
-            yield i * kw + j, frame[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw]
-
-
-def _padded_frame(x, padding, value, channels_last):
-    """x in the 5-D frame, padded by ``(PH, PW)`` with ``value`` (a view when no padding)."""
-    ph, pw = padding
-    if ph == 0 and pw == 0:
-        return _frame(x, channels_last)
-    xp = get_array_module(x)
-    n, c, h, w = x.shape
-    out = xp.full(_frame_shape(n, c, h + 2 * ph, w + 2 * pw, channels_last), value,
-                  dtype=x.dtype)
-    out[:, :, ph:ph + h, pw:pw + w, :] = _frame(x, channels_last)
+def pool_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int = 1,
+                     ceil_mode: bool = False) -> int:
+    """PyTorch's pooling output size (see the module docstring)."""
+    span = size + 2 * padding - dilation * (kernel - 1) - 1
+    out = (-(-span // stride) if ceil_mode else span // stride) + 1
+    if ceil_mode and (out - 1) * stride >= size + padding:
+        out -= 1                        # the last window would start in the right padding
     return out
 
 
-def _sample_grain(x_shape) -> int:
-    """Samples per thread's range: at least ``ELEMENT_GRAIN`` input elements."""
-    _n, c, h, w = x_shape
-    return max(1, ELEMENT_GRAIN // max(1, c * h * w))
+def pool_arguments(kernel, stride, padding, dilation=1):
+    """Ints, pairs or a None stride (= the kernel size) as four ``(h, w)`` pairs."""
+    kernel = pair(kernel, "kernel_size")
+    return (kernel, kernel if stride is None else pair(stride, "stride"),
+            pair(padding, "padding"), pair(dilation, "dilation"))
 
 
-def _parse(kernel_size, stride, padding):
-    kernel = _pair(kernel_size, "kernel_size")
-    stride = kernel if stride is None else _pair(stride, "stride")
-    return kernel, stride, _pair(padding, "padding")
+def _padded(x, out_hw, kernel, stride, padding, dilation, value):
+    """x padded by ``padding`` with ``value``, plus on the right/bottom whatever the last
+    window (ceil mode) reaches beyond that, so every tap slice is in range."""
+    xp = get_array_module(x)
+    (oh, ow), (kh, kw), (sh, sw), (ph, pw), (dh, dw) = out_hw, kernel, stride, padding, dilation
+    h, w = x.shape[2], x.shape[3]
+    extra_h = max(0, (oh - 1) * sh + dh * (kh - 1) + 1 - (h + 2 * ph))
+    extra_w = max(0, (ow - 1) * sw + dw * (kw - 1) + 1 - (w + 2 * pw))
+    return xp.pad(x, ((0, 0), (0, 0), (ph, ph + extra_h), (pw, pw + extra_w)),
+                  constant_values=value)
 
 
-def pool_output_shape(x_shape, kernel, stride, padding) -> tuple[int, int]:
-    _, _, h, w = x_shape
-    return (conv_output_size(h, kernel[0], stride[0], padding[0]),
-            conv_output_size(w, kernel[1], stride[1], padding[1]))
+def _tap(a, i: int, j: int, out_hw, stride, dilation):
+    """The ``(N, C, OH, OW)`` view of tap (i, j) of every window of the padded array a."""
+    (oh, ow), (sh, sw), (dh, dw) = out_hw, stride, dilation
+    return a[:, :, i * dh:i * dh + sh * (oh - 1) + 1:sh, j * dw:j * dw + sw * (ow - 1) + 1:sw]
 
 
-def maxpool2d_forward(x, kernel_size, stride=None, padding=0):
-    """y[n, c, oh, ow] = max over the window; the padding counts as -inf.
+# ----------------------------------------------------------------------- max pooling
+def maxpool2d_forward(x, kernel_size, stride=None, padding=0, dilation=1,
+                      ceil_mode: bool = False):
+    """y = max over each window, the padding counting as -inf. Returns ``(y, cache)``.
 
-    Shapes: x ``(N, C, H, W)`` -> y ``(N, C, OH, OW)`` in x's memory order. Returns
-    ``(y, cache)``; the cache holds ``argmax`` (int8 for up to 127 taps): the flat tap
-    index ``i*KW + j`` of the FIRST maximum in row-major window order (PyTorch's tie
-    rule). With ``ne_k = (tap_k != y)`` the first index equals the number of leading taps
-    that differ from the max::
-
-        argmax = ne_0 + ne_0 ne_1 + ne_0 ne_1 ne_2 + ...
-
-    which takes one comparison, one AND and one addition per tap (no arg-max reduction,
-    no stacked copy of the windows). For the 2x2 stride-2 case the taps are the four
-    slices of the ``(N, C, OH, 2, OW, 2)`` split of x, and y = max of the four.
+    The cache is the arg-max tap k = i*KW + j of each window, ``(N, C, OH, OW)``: the
+    FIRST maximum in row-major window order (PyTorch's tie rule; a NaN counts as the
+    maximum and propagates, as in PyTorch). Sizes are ints or pairs; stride None is
+    the kernel size.
     """
     xp = get_array_module(x)
-    kernel, stride, padding = _parse(kernel_size, stride, padding)
-    n, c, _h, _w = x.shape
-    oh, ow = pool_output_shape(x.shape, kernel, stride, padding)
-    cl = is_channels_last(x)
-    frame = _padded_frame(x, padding, -numpy.inf, cl)
-    fshape = _frame_shape(n, c, oh, ow, cl)
-    yf = xp.empty(fshape, dtype=x.dtype)
-    ntaps = kernel[0] * kernel[1]
-    itype = "int8" if ntaps <= 127 else ("int16" if ntaps <= 32767 else "int32")
-    argmax = xp.zeros(fshape, dtype=itype)
-
-    def run(start: int, stop: int) -> None:       # the samples [start, stop)
-        taps = [t for _, t in _taps(frame[start:stop], kernel, stride, (oh, ow))]
-        y, arg = yf[start:stop], argmax[start:stop]
-        if ntaps == 1:
-            y[...] = taps[0]
-            return
-        xp.maximum(taps[0], taps[1], out=y)
-        for tap in taps[2:]:
-            xp.maximum(y, tap, out=y)
-        leading = xp.empty(y.shape, dtype=bool)     # all taps so far differ from the max
-        differs = xp.empty(y.shape, dtype=bool)
-        xp.not_equal(taps[0], y, out=leading)
-        xp.add(arg, leading, out=arg)
-        for tap in taps[1:-1]:
-            xp.not_equal(tap, y, out=differs)
-            xp.logical_and(leading, differs, out=leading)
-            xp.add(arg, leading, out=arg)
-
-    parallel_for(xp, n, run, grain=_sample_grain(x.shape))
-    return _unframe(yf, cl), (argmax, cl, tuple(x.shape), kernel, stride, padding)
+    kernel_size, stride, padding, dilation = pool_arguments(kernel_size, stride, padding, dilation)
+    h, w = x.shape[2], x.shape[3]
+    oh = pool_output_size(h, kernel_size[0], stride[0], padding[0], dilation[0], ceil_mode)
+    ow = pool_output_size(w, kernel_size[1], stride[1], padding[1], dilation[1], ceil_mode)
+    xpad = _padded(x, (oh, ow), kernel_size, stride, padding, dilation, -math.inf)
+    taps = xp.stack([_tap(xpad, i, j, (oh, ow), stride, dilation)
+                     for i in range(kernel_size[0]) for j in range(kernel_size[1])])
+    argmax = taps.argmax(axis=0)                 # (N, C, OH, OW): first maximum's tap
+    y = taps.max(axis=0)
+    return y, (argmax, tuple(x.shape), xpad.shape, kernel_size, stride, padding, dilation)
 
 
 def maxpool2d_backward(dy, cache):
-    """dL/dx: each window's gradient goes to its (first) arg-max, nothing to the rest.
-
-    Shapes: dy ``(N, C, OH, OW)`` -> dx ``(N, C, H, W)``. ``dy/dx`` is 1 at the arg-max
-    and 0 elsewhere, so for tap k the positions whose arg-max is k receive dy:
-    ``dxpad[tap k] = where(argmax == k, dy, 0)`` when windows do not overlap (then each
-    input position belongs to one tap of one window), ``+=`` when they do.
-    """
+    """Each window's y is one of its inputs, so dy/dx is 1 at the arg-max and 0 elsewhere:
+    the window's whole gradient goes to its arg-max. Windows that overlap add up."""
     xp = get_array_module(dy)
-    argmax, cl, x_shape, kernel, stride, padding = cache
-    n, c, h, w = x_shape
-    ph, pw = padding
-    oh, ow = dy.shape[2], dy.shape[3]
-    disjoint = stride[0] >= kernel[0] and stride[1] >= kernel[1]
-    covers = stride == kernel and padding == (0, 0) and oh * kernel[0] == h \
-        and ow * kernel[1] == w
-    fshape = _frame_shape(n, c, h + 2 * ph, w + 2 * pw, cl)
-    dxf = xp.empty(fshape, dtype=dy.dtype) if covers else xp.zeros(fshape, dtype=dy.dtype)
-    dyf = _frame(dy, cl)
-
-    def run(start: int, stop: int) -> None:       # the samples [start, stop)
-        arg, g = argmax[start:stop], dyf[start:stop]
-        hit = xp.empty(arg.shape, dtype=bool)
-        for k, tap in _taps(dxf[start:stop], kernel, stride, (oh, ow)):
-            xp.equal(arg, k, out=hit)
-            if disjoint:
-                xp.multiply(g, hit, out=tap)
-            else:
-                tap += g * hit
-
-    parallel_for(xp, n, run, grain=_sample_grain(x_shape))
-    return _unframe(dxf, cl)[:, :, ph:ph + h, pw:pw + w]
+    argmax, x_shape, pad_shape, kernel, stride, padding, dilation = cache
+    out_hw = dy.shape[2:]
+    dxpad = xp.zeros(pad_shape, dtype=dy.dtype)
+    for i in range(kernel[0]):
+        for j in range(kernel[1]):
+            _tap(dxpad, i, j, out_hw, stride, dilation)[...] += dy * (argmax == i * kernel[1] + j)
+    (h, w), (ph, pw) = x_shape[2:], padding
+    return dxpad[:, :, ph:ph + h, pw:pw + w]
 
 
-def avgpool2d_forward(x, kernel_size, stride=None, padding=0, count_include_pad=True):
-    """y = mean of each window (zero padding). x ``(N, C, H, W)`` -> y ``(N, C, OH, OW)``.
+def maxpool2d_indices(cache):
+    """``return_indices``: each maximum's position in its input plane, ``row * W + col``
+    (PyTorch's convention, int64 ``(N, C, OH, OW)``)."""
+    xp = get_array_module(cache[0])
+    argmax, (_, _, _h, w), _, (_kh, kw), (sh, sw), (ph, pw), (dh, dw) = cache
+    oh, ow = argmax.shape[2], argmax.shape[3]
+    rows = xp.arange(oh).reshape(oh, 1) * sh - ph + (argmax // kw) * dh
+    cols = xp.arange(ow).reshape(1, ow) * sw - pw + (argmax % kw) * dw
+    return (rows * w + cols).astype(xp.int64)
 
-    With ``count_include_pad`` the divisor is always KH*KW (the padding's zeros count);
-    otherwise it is the number of window positions inside the input, computed once per
-    output position as ``rows_in(oh) * cols_in(ow)``. Returns ``(y, cache)``.
-    """
+
+# ----------------------------------------------------------------------- average pooling
+def avgpool_divisor(xp, x_hw, out_hw, kernel, stride, padding, ceil_mode: bool,
+                    count_include_pad: bool, divisor_override, dtype):
+    """The ``(OH, OW)`` divisor of each window, by PyTorch's rule: the window clipped to
+    the padded input (``count_include_pad``) or to the input itself; or the override."""
+    if divisor_override:
+        return xp.full(out_hw, divisor_override, dtype=dtype)
+    counts = []
+    for size, out, k, s, p in zip(x_hw, out_hw, kernel, stride, padding, strict=True):
+        start = xp.arange(out) * s - p
+        end = xp.minimum(start + k, size + p)        # clipped to the padded input
+        if not count_include_pad:
+            start, end = xp.maximum(start, 0), xp.minimum(end, size)
+        counts.append(end - start)
+    return (counts[0][:, None] * counts[1][None, :]).astype(dtype)
+
+
+def avgpool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+                      count_include_pad: bool = True, divisor_override=None):
+    """y = (sum of each window, zero padding) / divisor. Returns ``(y, cache)``."""
     xp = get_array_module(x)
-    kernel, stride, padding = _parse(kernel_size, stride, padding)
-    n, c, _h, _w = x.shape
-    oh, ow = pool_output_shape(x.shape, kernel, stride, padding)
-    cl = is_channels_last(x)
-    frame = _padded_frame(x, padding, 0, cl)
-    yf = xp.zeros(_frame_shape(n, c, oh, ow, cl), dtype=x.dtype)
-    for _, tap in _taps(frame, kernel, stride, (oh, ow)):
-        xp.add(yf, tap, out=yf)
-    divisor = _avg_divisor(xp, x.shape, kernel, stride, padding, (oh, ow),
-                           count_include_pad, x.dtype)
-    yf *= divisor
-    return _unframe(yf, cl), (cl, tuple(x.shape), kernel, stride, padding, divisor)
-
-
-def _avg_divisor(xp, x_shape, kernel, stride, padding, out_hw, count_include_pad, dtype):
-    """``1 / count``: a scalar, or an ``(OH, OW, 1)`` array when the padding is excluded."""
-    kh, kw = kernel
-    if count_include_pad or padding == (0, 0):
-        return dtype.type(1.0 / (kh * kw))
-    _, _, h, w = x_shape
-    (sh, sw), (ph, pw) = stride, padding
-    oh, ow = out_hw
-    starts_h = numpy.arange(oh) * sh - ph
-    starts_w = numpy.arange(ow) * sw - pw
-    rows = numpy.minimum(starts_h + kh, h) - numpy.maximum(starts_h, 0)
-    cols = numpy.minimum(starts_w + kw, w) - numpy.maximum(starts_w, 0)
-    return xp.asarray((1.0 / numpy.outer(rows, cols)).astype(dtype)[:, :, None])
+    kernel_size, stride, padding, _ = pool_arguments(kernel_size, stride, padding)
+    h, w = x.shape[2], x.shape[3]
+    oh = pool_output_size(h, kernel_size[0], stride[0], padding[0], 1, ceil_mode)
+    ow = pool_output_size(w, kernel_size[1], stride[1], padding[1], 1, ceil_mode)
+    xpad = _padded(x, (oh, ow), kernel_size, stride, padding, (1, 1), 0)
+    total = sum(_tap(xpad, i, j, (oh, ow), stride, (1, 1))
+                for i in range(kernel_size[0]) for j in range(kernel_size[1]))
+    divisor = avgpool_divisor(xp, (h, w), (oh, ow), kernel_size, stride, padding, ceil_mode,
+                              count_include_pad, divisor_override, x.dtype)
+    return total / divisor, (divisor, tuple(x.shape), xpad.shape, kernel_size, stride, padding)
 
 
 def avgpool2d_backward(dy, cache):
-    """dL/dx: y is linear in x, each window position with weight 1/count, so every input
-    position of a window receives ``dy / count``: ``dxpad[tap k] += dy * divisor`` for each
-    tap, then the padding is cropped. dy ``(N, C, OH, OW)`` -> dx ``(N, C, H, W)``.
-    """
+    """y is linear in x, each window input with weight 1/divisor, so every position of a
+    window receives dy / divisor; overlapping windows add up."""
     xp = get_array_module(dy)
-    cl, x_shape, kernel, stride, padding, divisor = cache
-    n, c, h, w = x_shape
-    ph, pw = padding
-    oh, ow = dy.shape[2], dy.shape[3]
-    g = _frame(dy, cl) * divisor
-    dxf = xp.zeros(_frame_shape(n, c, h + 2 * ph, w + 2 * pw, cl), dtype=dy.dtype)
-    for _, tap in _taps(dxf, kernel, stride, (oh, ow)):
-        tap += g
-    return _unframe(dxf, cl)[:, :, ph:ph + h, pw:pw + w]
+    divisor, x_shape, pad_shape, kernel, stride, padding = cache
+    g = dy / divisor
+    dxpad = xp.zeros(pad_shape, dtype=dy.dtype)
+    for i in range(kernel[0]):
+        for j in range(kernel[1]):
+            _tap(dxpad, i, j, dy.shape[2:], stride, (1, 1))[...] += g
+    (h, w), (ph, pw) = x_shape[2:], padding
+    return dxpad[:, :, ph:ph + h, pw:pw + w]
 
 
-# ----------------------------------------------------------------------- references
-def _windows_naive(x, kernel, stride, padding, value):
-    kernel = _pair(kernel, "kernel_size")
-    stride = kernel if stride is None else _pair(stride, "stride")
-    padding = _pair(padding, "padding")
+# ----------------------------------------------------------------------- adaptive average
+def _adaptive_matrix(xp, size: int, out: int, dtype):
+    """``(out, size)``: row i averages input positions [floor(i size/out), ceil((i+1) size/out))."""
+    pos = xp.arange(size)[None, :]
+    i = xp.arange(out)[:, None]
+    start, end = (i * size) // out, -((-(i + 1) * size) // out)
+    inside = (pos >= start) & (pos < end)
+    return inside.astype(dtype) / (end - start).astype(dtype)
+
+
+def adaptive_avgpool2d_forward(x, output_size):
+    """Average pooling to a fixed ``(OH, OW)``, as ``torch.nn.AdaptiveAvgPool2d``.
+
+    Output row i averages the input rows [floor(i H/OH), ceil((i+1) H/OH)), columns alike.
+    The average of a rectangle is a row average then a column average, so with the two
+    averaging matrices ``A_h`` ``(OH, H)`` and ``A_w`` ``(OW, W)``::
+
+        y = A_h @ x @ A_w^T           and its backward is the transpose: dx = A_h^T @ dy @ A_w
+    """
+    xp = get_array_module(x)
+    a_h = _adaptive_matrix(xp, x.shape[-2], output_size[0], x.dtype)
+    a_w = _adaptive_matrix(xp, x.shape[-1], output_size[1], x.dtype)
+    return a_h @ x @ a_w.T, (a_h, a_w)
+
+
+def adaptive_avgpool2d_backward(dy, cache):
+    a_h, a_w = cache
+    return a_h.T @ dy @ a_w
+
+
+# ----------------------------------------------------------------------- loop definitions
+def _windows_naive(x, kernel, stride, padding, dilation, ceil_mode):
+    """NumPy x, and for each output (a, b) the (row, col) positions its window covers,
+    padding included (tests only)."""
+    kernel, stride, padding, dilation = pool_arguments(kernel, stride, padding, dilation)
     x = numpy.asarray(x)
-    ph, pw = padding
-    xpad = numpy.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
-    oh, ow = pool_output_shape(x.shape, kernel, stride, padding)
-    return x, xpad, kernel, stride, padding, oh, ow
+    h, w = x.shape[2], x.shape[3]
+    oh = pool_output_size(h, kernel[0], stride[0], padding[0], dilation[0], ceil_mode)
+    ow = pool_output_size(w, kernel[1], stride[1], padding[1], dilation[1], ceil_mode)
+    windows = {}
+    for a in range(oh):
+        for b in range(ow):
+            cells = [(a * stride[0] - padding[0] + i * dilation[0],
+                      b * stride[1] - padding[1] + j * dilation[1])
+                     for i in range(kernel[0]) for j in range(kernel[1])]
+            windows[a, b] = cells
+    return x, (oh, ow), windows
 
 
-def maxpool2d_naive(x, kernel_size, stride=None, padding=0):
-    """Loop definition: y and the first arg-max of each window (row-major), dx given dy."""
-    x, xpad, (kh, kw), (sh, sw), _, oh, ow = _windows_naive(x, kernel_size, stride, padding,
-                                                            -numpy.inf)
-    n, c = x.shape[:2]
-    y = numpy.empty((n, c, oh, ow), dtype=x.dtype)
-    arg = numpy.empty((n, c, oh, ow), dtype=numpy.int64)
-    for a in range(n):
-        for b in range(c):
-            for p in range(oh):
-                for q in range(ow):
-                    win = xpad[a, b, p * sh:p * sh + kh, q * sw:q * sw + kw].ravel()
-                    k = int(numpy.argmax(win))  # numpy's argmax returns the first maximum
-                    arg[a, b, p, q], y[a, b, p, q] = k, win[k]
-    return y, arg
-
-
-def maxpool2d_backward_naive(dy, x, kernel_size, stride=None, padding=0):
-    x, xpad, (_kh, kw), (sh, sw), (ph, pw), oh, ow = _windows_naive(
-        x, kernel_size, stride, padding, -numpy.inf)
-    _, arg = maxpool2d_naive(x, kernel_size, stride, padding)
-    dy = numpy.asarray(dy)
-    dxpad = numpy.zeros(xpad.shape, dtype=dy.dtype)
-    n, c = x.shape[:2]
-    for a in range(n):
-        for b in range(c):
-            for p in range(oh):
-                for q in range(ow):
-                    i, j = divmod(int(arg[a, b, p, q]), kw)
-                    dxpad[a, b, p * sh + i, q * sw + j] += dy[a, b, p, q]
-    return dxpad[:, :, ph:ph + x.shape[2], pw:pw + x.shape[3]]
-
-
-def avgpool2d_naive(x, kernel_size, stride=None, padding=0, count_include_pad=True):
-    """Loop definition of average pooling (the divisor counts padding or not)."""
-    x, xpad, (kh, kw), (sh, sw), (ph, pw), oh, ow = _windows_naive(
-        x, kernel_size, stride, padding, 0.0)
+def maxpool2d_naive(x, kernel_size, stride=None, padding=0, dilation=1,
+                    ceil_mode: bool = False):
+    """Loop definition: ``(y, indices)``, indices as ``row * W + col`` of the first max."""
+    x, (oh, ow), windows = _windows_naive(x, kernel_size, stride, padding, dilation, ceil_mode)
     n, c, h, w = x.shape
     y = numpy.empty((n, c, oh, ow), dtype=x.dtype)
-    for p in range(oh):
-        for q in range(ow):
-            win = xpad[:, :, p * sh:p * sh + kh, q * sw:q * sw + kw]
-            if count_include_pad:
-                count = kh * kw
-            else:
-                r0, c0 = p * sh - ph, q * sw - pw
-                count = (min(r0 + kh, h) - max(r0, 0)) * (min(c0 + kw, w) - max(c0, 0))
-            y[:, :, p, q] = win.sum(axis=(2, 3)) / count
+    idx = numpy.empty((n, c, oh, ow), dtype=numpy.int64)
+    for (a, b), cells in windows.items():
+        inside = [(r, q) for r, q in cells if 0 <= r < h and 0 <= q < w]
+        for p in range(n):
+            for ch in range(c):
+                vals = [x[p, ch, r, q] for r, q in inside]
+                k = int(numpy.argmax(vals))          # first maximum (a NaN wins)
+                y[p, ch, a, b] = vals[k]
+                idx[p, ch, a, b] = inside[k][0] * w + inside[k][1]
+    return y, idx
+
+
+def maxpool2d_backward_naive(dy, x, kernel_size, stride=None, padding=0, dilation=1,
+                             ceil_mode: bool = False):
+    """dx of the definition: dy of each window added at its first maximum (tests only)."""
+    x = numpy.asarray(x)
+    _, idx = maxpool2d_naive(x, kernel_size, stride, padding, dilation, ceil_mode)
+    dy = numpy.asarray(dy)
+    dx = numpy.zeros(x.shape, dtype=dy.dtype)
+    n, c = x.shape[:2]
+    for p in range(n):
+        for ch in range(c):
+            flat = dx[p, ch].reshape(-1)
+            numpy.add.at(flat, idx[p, ch].reshape(-1), dy[p, ch].reshape(-1))
+    return dx
+
+
+def avgpool2d_naive(x, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+                    count_include_pad: bool = True, divisor_override=None):
+    """Loop definition of average pooling with PyTorch's divisor rule (tests only)."""
+    padding = pool_arguments(kernel_size, stride, padding)[2]
+    x, (oh, ow), windows = _windows_naive(x, kernel_size, stride, padding, 1, ceil_mode)
+    n, c, h, w = x.shape
+    y = numpy.empty((n, c, oh, ow), dtype=x.dtype)
+    for (a, b), cells in windows.items():
+        y[:, :, a, b] = _naive_sum(x, cells) / _naive_count(
+            cells, h, w, padding, count_include_pad, divisor_override)
     return y
 
 
-def avgpool2d_backward_naive(dy, x, kernel_size, stride=None, padding=0,
-                             count_include_pad=True):
-    x, xpad, (kh, kw), (sh, sw), (ph, pw), oh, ow = _windows_naive(
-        x, kernel_size, stride, padding, 0.0)
-    _n, _c, h, w = x.shape
+def avgpool2d_backward_naive(dy, x, kernel_size, stride=None, padding=0, ceil_mode=False,
+                             count_include_pad: bool = True, divisor_override=None):
+    """dx of the definition: each window's dy / divisor added to its inputs (tests only)."""
+    padding = pool_arguments(kernel_size, stride, padding)[2]
+    x, _, windows = _windows_naive(x, kernel_size, stride, padding, 1, ceil_mode)
     dy = numpy.asarray(dy)
-    dxpad = numpy.zeros(xpad.shape, dtype=dy.dtype)
-    for p in range(oh):
-        for q in range(ow):
-            if count_include_pad:
-                count = kh * kw
-            else:
-                r0, c0 = p * sh - ph, q * sw - pw
-                count = (min(r0 + kh, h) - max(r0, 0)) * (min(c0 + kw, w) - max(c0, 0))
-            dxpad[:, :, p * sh:p * sh + kh, q * sw:q * sw + kw] += \
-                dy[:, :, p:p + 1, q:q + 1] / count
-    return dxpad[:, :, ph:ph + h, pw:pw + w]
+    _n, _c, h, w = x.shape
+    dx = numpy.zeros(x.shape, dtype=dy.dtype)
+    for (a, b), cells in windows.items():
+        g = dy[:, :, a, b] / _naive_count(cells, h, w, padding, count_include_pad,
+                                          divisor_override)
+        for r, q in cells:
+            if 0 <= r < h and 0 <= q < w:
+                dx[:, :, r, q] += g
+    return dx
+
+
+def _naive_sum(x, cells):
+    h, w = x.shape[2], x.shape[3]
+    total = numpy.zeros(x.shape[:2], dtype=x.dtype)
+    for r, q in cells:
+        if 0 <= r < h and 0 <= q < w:
+            total += x[:, :, r, q]
+    return total
+
+
+def _naive_count(cells, h, w, padding, count_include_pad, divisor_override):
+    if divisor_override:
+        return divisor_override
+    ph, pw = padding
+    if count_include_pad:     # positions inside the padded input
+        return sum(1 for r, q in cells if -ph <= r < h + ph and -pw <= q < w + pw)
+    return sum(1 for r, q in cells if 0 <= r < h and 0 <= q < w)
+
+
+def adaptive_avgpool2d_naive(x, output_size):
+    """Loop definition of adaptive average pooling (tests only)."""
+    x = numpy.asarray(x)
+    h, w = x.shape[-2:]
+    oh, ow = output_size
+    y = numpy.empty(x.shape[:-2] + (oh, ow), dtype=x.dtype)
+    for a in range(oh):
+        for b in range(ow):
+            r0, r1 = (a * h) // oh, -((-(a + 1) * h) // oh)
+            c0, c1 = (b * w) // ow, -((-(b + 1) * w) // ow)
+            y[..., a, b] = x[..., r0:r1, c0:c1].mean(axis=(-2, -1))
+    return y

@@ -72,8 +72,8 @@ def residual_block(in_channels: int, out_channels: int, stride: int = 1) -> Sequ
     x ``(N, in_channels, H, W)`` -> ``(N, out_channels, ceil(H / stride), ceil(W / stride))``.
     """
     from .activation import ReLU
-    from .batchnorm import BatchNorm2d
     from .conv import Conv2d
+    from .normalization import BatchNorm2d
     body = Sequential(
         Conv2d(in_channels, out_channels, 3, stride, 1, bias=False), BatchNorm2d(out_channels),
         ReLU(),

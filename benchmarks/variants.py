@@ -1,0 +1,173 @@
+"""``python -m benchmarks.variants``: tinynet's own settings timed against each other.
+
+For every training step (base MLP, BN MLP, SimpleCNN, ConvBN at batch 64 and 256) the
+same process times, interleaved, with the pause before every block:
+
+* ``torch``: PyTorch at the same thread count;
+* ``fast``: tinynet as it runs by default (fast kernels, its default thread count);
+* ``fast, 1 thread``: fast kernels with ``tinynet.set_num_threads(1)``;
+* ``reference``: the readable reference kernels (``tinynet.set_kernels("reference")``).
+
+and for every layer case of the suite (the study models' shapes) fast against reference.
+The table answers two questions: does the default ever make a step slower than one
+thread does (``fast / 1 thread`` above 1), and what does each fast kernel buy over its
+reference (``reference / fast``). Results go to ``runs/benchmarks/<machine>/variants.*``,
+or with ``--record`` to the committed ``benchmarks/results/<machine>/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import benchmarks  # noqa: F401 -- CUPY_TF32=0 before tinynet imports cupy
+
+SIDES = ("torch", "fast", "fast, 1 thread", "reference")
+
+
+def _with_kernels(fn, kind: str):
+    import tinynet
+
+    def run():
+        with tinynet.use_kernels(kind):
+            return fn()
+    return run
+
+
+def time_case(case, timer, repeats: int, threads: int, step: bool) -> dict:
+    """Median seconds per side of one case, and the ratios the table shows."""
+    import tinynet
+    built = case.build("cpu")
+    sides = {"fast": _with_kernels(built.tinynet, "fast"),
+             "reference": _with_kernels(built.tinynet, "reference")}
+    setups = {"fast": lambda: tinynet.set_num_threads(threads),
+              "reference": lambda: tinynet.set_num_threads(threads)}
+    if step:
+        sides = {"torch": built.torch, **sides,
+                 "fast, 1 thread": _with_kernels(built.tinynet, "fast")}
+        setups["fast, 1 thread"] = lambda: tinynet.set_num_threads(1)
+    times = timer.compare(sides, repeats, setups)
+    tinynet.set_num_threads(threads)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    row = {"name": case.name, "title": case.title, "batch": case.batch, "seconds": med,
+           "spread": {k: (max(v) - min(v)) / statistics.median(v) for k, v in times.items()},
+           "reference_over_fast": med["reference"] / med["fast"]}
+    if step:
+        row["fast_over_torch"] = med["fast"] / med["torch"]
+        row["one_thread_over_torch"] = med["fast, 1 thread"] / med["torch"]
+        row["fast_over_one_thread"] = med["fast"] / med["fast, 1 thread"]
+    return row
+
+
+def markdown(head: dict, steps: list[dict], layers: list[dict]) -> str:
+    from .report import header_lines
+
+    def ms(s):
+        return f"{s * 1e3:.2f}"
+    lines = ["# tinynet's settings against each other (and PyTorch)", "",
+             *header_lines(head), ""]
+    if steps:
+        lines += ["## Training steps", "",
+                  ("fast = the default (fast kernels, default threads); 1 thread = "
+                   "`tinynet.set_num_threads(1)`; reference = `tinynet.set_kernels"
+                   "(\"reference\")`. A `fast / 1 thread` above 1.00 would mean the default "
+                   "threads slow the step down."), "",
+                  ("| step | batch | torch ms | fast ms | 1 thread ms | reference ms | "
+                   "fast / torch | 1 thread / torch | fast / 1 thread | reference / fast |"),
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in steps:
+            s = r["seconds"]
+            lines.append(f"| {r['title']} | {r['batch']} | {ms(s['torch'])} | {ms(s['fast'])} "
+                         f"| {ms(s['fast, 1 thread'])} | {ms(s['reference'])} | "
+                         f"**{r['fast_over_torch']:.2f}** | {r['one_thread_over_torch']:.2f} | "
+                         f"{r['fast_over_one_thread']:.2f} | {r['reference_over_fast']:.2f} |")
+        lines.append("")
+    if layers:
+        lines += ["## Layers: reference kernels against fast ones", "",
+                  "reference / fast above 1: the fast kernel is that many times faster.", "",
+                  "| layer | fast ms | reference ms | reference / fast |",
+                  "|---|---:|---:|---:|"]
+        for r in layers:
+            s = r["seconds"]
+            lines.append(f"| {r['title']} | {ms(s['fast'])} | {ms(s['reference'])} | "
+                         f"**{r['reference_over_fast']:.2f}** |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.variants",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Time tinynet's default against one thread and against the reference "
+                    "kernels (and PyTorch), steps and layers, in one process, interleaved.")
+    p.add_argument("--models", default="base,bn,simplecnn,convbn",
+                   help="study models whose training step is timed, comma separated")
+    p.add_argument("--batches", default="64,256", help="step batch sizes, comma separated")
+    p.add_argument("--layers", action=argparse.BooleanOptionalAction, default=True,
+                   help="also time every layer case, fast against reference")
+    p.add_argument("--repeats", type=int, default=5, help="timed blocks per side and case")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads for torch, NumPy's BLAS and tinynet's default (all cores)")
+    p.add_argument("--pause", type=float, default=0.25,
+                   help="seconds of sleep before each timed block")
+    p.add_argument("--min-block", type=float, default=0.1,
+                   help="seconds each timed block lasts at least")
+    p.add_argument("--record", action="store_true",
+                   help="write into the committed benchmarks/results/<machine>/ instead of "
+                        "runs/benchmarks/<machine>/")
+    p.add_argument("--out", default=None, help="output folder (overrides --record)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    from . import cases as C
+    from .report import load_average, machine_header, output_folder, write_json, write_markdown
+    from .timing import Timer, set_threads
+    try:
+        models = [m for m in args.models.split(",") if m]
+        batches = [int(b) for b in args.batches.split(",") if b]
+    except ValueError:
+        raise SystemExit("--batches: expected comma-separated integers") from None
+    unknown = [m for m in models if m not in C.MODEL_NAMES]
+    if unknown or any(b < 2 for b in batches) or args.repeats < 1:
+        raise SystemExit(f"expected models from {', '.join(C.MODEL_NAMES)}, batches >= 2 "
+                         f"and --repeats >= 1")
+    threads = set_threads(args.threads)
+    timer = Timer(pause=args.pause, min_block=args.min_block)
+    head = machine_header("cpu", threads, timer, args.repeats)
+    print(f"# variants on {head['cpu']}, {threads.count} threads", flush=True)
+    steps, layers, t0 = [], [], time.perf_counter()
+    for case in C.step_cases(batches=tuple(batches), models=tuple(models)):
+        row = time_case(case, timer, args.repeats, threads.count, step=True)
+        steps.append(row)
+        print(f"  {case.name:<22} fast/torch {row['fast_over_torch']:.2f}  1 thread/torch "
+              f"{row['one_thread_over_torch']:.2f}  fast/1 thread "
+              f"{row['fast_over_one_thread']:.2f}  reference/fast "
+              f"{row['reference_over_fast']:.2f}", flush=True)
+    if args.layers:
+        for case in C.layer_cases():
+            if not case.name.endswith("/both"):
+                continue
+            row = time_case(case, timer, args.repeats, threads.count, step=False)
+            layers.append(row)
+            print(f"  {case.name:<32} reference/fast {row['reference_over_fast']:.2f}",
+                  flush=True)
+    head["seconds"] = round(time.perf_counter() - t0, 1)
+    head["load_average_end"] = load_average()
+    text = markdown(head, steps, layers)
+    out = output_folder(head, args.out, args.record)
+    paths = [write_markdown(os.path.join(out, "variants.md"), text),
+             write_json(os.path.join(out, "variants.json"), head, steps + layers)]
+    print()
+    print(text)
+    print("written: " + ", ".join(paths))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -103,8 +103,8 @@ def run(out_dir: str, quick: bool = False, seed: int = 0, use_torch: bool = True
                               f"twin train loss epoch {epochs}", "tinynet test acc",
                               "twin test acc", "tinynet train acc"], rows)
     summary = "S6: " + "; ".join(
-        f"{k}: train loss {r['tinynet']['train_loss'][0]:.3f} -> "
-        f"{r['tinynet']['train_loss'][-1]:.3f}, test acc {common.outcome(r['tinynet'])}"
+        f"{k}: train loss {_loss_text(r['tinynet']['train_loss'][0])} -> "
+        f"{_loss_text(r['tinynet']['train_loss'][-1])}, test acc {common.outcome(r['tinynet'])}"
         for k, r in runs.items())
     return common.finish(out_dir, NAME, TITLE, table, runs, files, summary, quick, seed,
                          time.perf_counter() - t0)

@@ -54,7 +54,7 @@ compression, milder than quality 50, therefore plausibly costs well under a poin
 to 6. Order: two other fixed orders of the 50,000 images (another 40,000 for training, in
 another order) give 48.08 and 48.54 for 784-256 and 45.78 and 45.89 for the deeper net,
 0.2 to 0.7 points above our first order; another initial draw gives 48.16 (784-256). So
-each effect moves accuracy by under a point and the deeper net stays 2.3 to 2.7 points
+each effect moves accuracy by under a point and the deeper net stays 2.1 to 2.7 points
 behind in every variant: neither the JPEG copy nor the sample order explains the gap or
 the swapped order of the architectures. What remains is the report's own setup (report 002
 wrote its own MLP code and initialisation); the Glorot runs that test that had not

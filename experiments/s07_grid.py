@@ -11,6 +11,7 @@ re-encoded as JPEG at lower qualities (``JPEG_QUALITIES``: how fast accuracy fal
 compression); the 50,000 training images in other fixed orders (``ORDER_SEEDS``: which
 40,000 train and in what order); other initial weights (``INIT_SEEDS``: the noise
 floor); and Glorot initialisation (report 002's own MLP code was its own, not PyTorch's).
+Last, the tanh and sigmoid cells of the grid again with Glorot initialisation.
 """
 
 from __future__ import annotations
@@ -110,11 +111,41 @@ def run(out_dir: str, quick: bool = False, seed: int = 0, use_torch: bool = True
     ev_table, ev_files = _evidence(out_dir, quick, seed, device, epochs, source, train, val,
                                    split, runs, previous)
     table += ev_table
+    table += _glorot_grid(out_dir, quick, seed, device, epochs, train, val, runs, previous)
     summary = "S7 validation accuracy: " + "; ".join(
         f"{k} {common.outcome(r['tinynet'])}" for k, r in runs.items()
         if not k.startswith("evidence "))
     return common.finish(out_dir, NAME, TITLE, table, runs, [path] + ev_files, summary, quick,
                          seed, time.perf_counter() - t0)
+
+
+def _glorot_grid(out_dir, quick, seed, device, epochs, train, val, runs, previous) -> str:
+    """The whole grid again with Glorot init (tinynet only): does the initialisation also
+    explain the tanh and sigmoid cells? ReLU reuses the evidence's Glorot runs."""
+    rows = []
+    for act in ACTS:
+        row = [act]
+        for arch, hidden in ARCHS.items():
+            key = (f"evidence Glorot init {arch}" if act == "relu"
+                   else f"glorot {act}_{arch}")
+            if key not in runs:
+                runs[key] = common.train_pair(
+                    key, lambda hidden=hidden, act=act: models.mlp(3072, hidden, act=act),
+                    ("sgd", LR), train, val, epochs, 64, False, seed, False, device,
+                    previous=previous, init=glorot_init,
+                    config={"arch": arch, "act": act, "variant": "Glorot init"},
+                    checkpoint_dir=common.checkpoint_dir(out_dir))
+                common.save_partial(out_dir, NAME, runs, quick, seed)
+            row += [f"{REPORTED[(act, arch)]:.2f}",
+                    common.outcome(runs[f"{act}_{arch}"]["tinynet"]),
+                    common.outcome(runs[key]["tinynet"])]
+        rows.append(row)
+    head = ["activation"] + [f"{arch} {col}" for arch in ARCHS
+                             for col in ("report", "PyTorch init", "Glorot")]
+    return (f"\n## The grid with Glorot init, validation accuracy after {epochs} epochs (%), "
+            "tinynet only\n\nPyTorch init: the grid above (PyTorch's default "
+            "initialisation). Glorot: Xavier uniform weights, zero biases; otherwise the "
+            "same run.\n\n" + common.md_table(head, rows))
 
 
 def jpeg_quality(path: str) -> tuple:

@@ -59,6 +59,9 @@ def _parser(prog: str = "tinynet bench") -> argparse.ArgumentParser:
                    help="threads for tinynet, NumPy's BLAS and torch (default: all cores)")
     p.add_argument("--pause", type=RATE, default=0.25,
                    help="seconds of sleep before each timed block (default 0.25)")
+    p.add_argument("--rewarm", type=RATE, default=0.05,
+                   help="seconds of untimed calls after each pause, at least two (default "
+                        "0.05; 0: none): wakes the side's own threads after the pause")
     p.add_argument("--min-block", type=RATE, default=None,
                    help="seconds each timed block lasts at least (default 0.1, quick 0.03)")
     p.add_argument("--batches", type=batch_list, default=None,
@@ -153,8 +156,8 @@ def main(argv: list[str] | None = None, prog: str = "tinynet bench") -> int:
     repeats = args.repeats if args.repeats is not None else (3 if args.quick else 5)
     min_block = args.min_block if args.min_block is not None else (0.03 if args.quick else 0.1)
     threads = set_threads(args.threads)
-    timer = Timer(pause=args.pause, min_block=min_block, device=args.device,
-                  warmup=0.05 if args.quick else 0.2)
+    timer = Timer(pause=args.pause, min_block=min_block, rewarm=args.rewarm,
+                  device=args.device, warmup=0.05 if args.quick else 0.2)
     head = machine_header(args.device, threads, timer, repeats)
     head["quick"] = bool(args.quick)
     head["only"] = args.only

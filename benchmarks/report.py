@@ -84,6 +84,7 @@ def machine_header(device: str, threads, timer, repeats: int) -> dict:
         "torch_blas": "MKL" if torch.backends.mkl.is_available() else "not MKL",
         "pause_s": timer.pause,
         "min_block_s": timer.min_block,
+        "rewarm_s": timer.rewarm,
         "repeats": repeats,
         "load_average_start": load_average(),
         "cores_in_use_start": cores_in_use(),
@@ -91,7 +92,11 @@ def machine_header(device: str, threads, timer, repeats: int) -> dict:
         "method": (f"tinynet and PyTorch in one process, interleaved (order reversed every "
                    f"repeat), each after its own warm-up; every timed block starts after a "
                    f"{timer.pause:g} s pause so the other side's BLAS/OpenMP threads stop "
-                   f"spinning; a block runs the callable back to back for about "
+                   f"spinning"
+                   + (f", then the side runs untimed for {timer.rewarm:g} s (at least two "
+                      f"calls) so its own threads and virtual CPUs are awake again"
+                      if timer.rewarm > 0 else ", with no re-warm after it")
+                   + f"; a block runs the callable back to back for about "
                    f"{timer.min_block:g} s; median over {plural(repeats, 'block')}, spread = "
                    f"(max - min) / median."),
     }

@@ -8,6 +8,18 @@ threads, which skews a ratio by 2-4x either way. So every timed block starts aft
 (tinynet, torch, torch, tinynet, ...) so a slow drift of the machine hits both alike,
 and each side gets the same number of repeats after its own warm-up.
 
+Why the re-warm. After the pause, each side first runs untimed for ``rewarm`` seconds
+(at least two calls), then its block is timed. On a VM an idle virtual CPU is halted by
+the host, and waking it takes far longer than a thread hand-off; the host shortens its
+wake-up path again only after a few quick wake-ups. tinynet's worker threads sleep when
+idle, PyTorch's OpenMP threads spin, so only tinynet paid this after each pause: on the
+2-core Xeon VM (2026-12-02) the first SimpleCNN step after a 0.25 s pause took 1.7x and
+the second 1.2x a steady step, while PyTorch's first step took 1.1x. Blocks of 0.1 s are
+four such steps, so SimpleCNN read 1.74x PyTorch without the re-warm and 1.44x with it
+(the base MLP 1.16x both ways). A training loop runs its steps back to back, so the
+steady state is the figure to compare; the pause still keeps each side's timed block
+free of the other side's spinning threads.
+
 A block runs a callable ``number`` times back to back (``number`` is calibrated so a
 block lasts about ``min_block`` seconds) and yields the mean seconds per call; the
 median over the repeats is the figure reported, and the spread is ``(max - min) /
@@ -92,6 +104,7 @@ class Timer:
 
     pause: float = 0.25
     min_block: float = 0.1
+    rewarm: float = 0.05
     warmup: float = 0.2
     device: str = "cpu"
     max_number: int = 10_000
@@ -99,10 +112,13 @@ class Timer:
     def __post_init__(self) -> None:
         self.sync = make_sync(self.device)
 
-    def block(self, fn: Callable[[], object], number: int) -> float:
-        """Mean seconds per call of ``number`` back-to-back calls, after the pause."""
+    def block(self, fn: Callable[[], object], number: int, rewarm_calls: int = 0) -> float:
+        """Mean seconds per call of ``number`` back-to-back calls, after the pause and
+        ``rewarm_calls`` untimed calls."""
         if self.pause > 0:
             time.sleep(self.pause)
+        for _ in range(rewarm_calls):
+            fn()
         self.sync()
         t0 = time.perf_counter()
         for _ in range(number):
@@ -110,8 +126,10 @@ class Timer:
         self.sync()
         return (time.perf_counter() - t0) / number
 
-    def calibrate(self, fn: Callable[[], object]) -> int:
-        """Warm ``fn`` up (at least 2 calls and ``warmup`` seconds), return its ``number``."""
+    def calibrate(self, fn: Callable[[], object]) -> tuple[int, int]:
+        """Warm ``fn`` up (at least 2 calls and ``warmup`` seconds); return its ``number``
+        (calls per timed block) and its re-warm calls (none when ``rewarm`` is 0, else
+        enough for ``rewarm`` seconds and at least 2)."""
         fn()
         self.sync()
         calls, t0 = 0, time.perf_counter()
@@ -122,15 +140,19 @@ class Timer:
             spent = time.perf_counter() - t0
             if calls >= 2 and spent >= self.warmup or spent >= 4 * max(self.warmup, 0.05):
                 break
-        per_call = spent / calls
-        return max(1, min(self.max_number, math.ceil(self.min_block / max(per_call, 1e-9))))
+        per_call = max(spent / calls, 1e-9)
+        number = max(1, min(self.max_number, math.ceil(self.min_block / per_call)))
+        rewarm = 0 if self.rewarm <= 0 else max(2, min(self.max_number,
+                                                       math.ceil(self.rewarm / per_call)))
+        return number, rewarm
 
     def compare(self, sides: dict[str, Callable[[], object]], repeats: int,
                 setups: dict[str, Callable[[], object]] | None = None) -> dict[str, list]:
         """Interleaved repeats of every side: ``{name: [seconds per call, ...]}``.
 
         Each side is warmed up and calibrated first; then repeat r runs the sides in
-        order when r is even and in reverse when odd, each block after the pause.
+        order when r is even and in reverse when odd, each block after the pause and
+        the side's re-warm.
         ``setups[name]``, when given, runs untimed before each of that side's blocks (and
         its warm-up): e.g. setting a thread count.
         """
@@ -140,16 +162,16 @@ class Timer:
             if name in setups:
                 setups[name]()
 
-        numbers = {}
+        numbers, rewarms = {}, {}
         for name, fn in sides.items():
             prepare(name)
-            numbers[name] = self.calibrate(fn)
+            numbers[name], rewarms[name] = self.calibrate(fn)
         times: dict[str, list] = {name: [] for name in sides}
         names = list(sides)
         for r in range(repeats):
             for name in (names if r % 2 == 0 else names[::-1]):
                 prepare(name)
-                times[name].append(self.block(sides[name], numbers[name]))
+                times[name].append(self.block(sides[name], numbers[name], rewarms[name]))
         return times
 
 

@@ -140,6 +140,9 @@ def parser() -> argparse.ArgumentParser:
                         "all cores)")
     p.add_argument("--pause", type=RATE, default=0.25,
                    help="seconds of sleep before each timed block (default 0.25)")
+    p.add_argument("--rewarm", type=RATE, default=0.05,
+                   help="seconds of untimed calls after each pause, at least two (default "
+                        "0.05; 0: none): wakes the side's own threads after the pause")
     p.add_argument("--min-block", type=RATE, default=0.1,
                    help="seconds each timed block lasts at least (default 0.1)")
     p.add_argument("--record", action="store_true",
@@ -165,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     models, batches = args.models, args.batches
     writable_folder(p, args.out, "--out")
     threads = set_threads(args.threads)
-    timer = Timer(pause=args.pause, min_block=args.min_block)
+    timer = Timer(pause=args.pause, min_block=args.min_block, rewarm=args.rewarm)
     head = machine_header("cpu", threads, timer, args.repeats)
     print(f"# variants on {head['cpu']}, {threads.count} threads", flush=True)
     steps, layers, t0 = [], [], time.perf_counter()

@@ -90,6 +90,7 @@ def test_cuda_without_a_gpu_is_a_usage_error(prog, monkeypatch, capsys):
     (["--threads", "0"], "--threads: expected a whole number >= 1, got '0'"),
     (["--pause", "-1"], "--pause: expected a finite number >= 0, got '-1'"),
     (["--min-block", "nan"], "--min-block: expected a finite number >= 0, got 'nan'"),
+    (["--rewarm", "-0.5"], "--rewarm: expected a finite number >= 0, got '-0.5'"),
     (["--batches", "64,x"], "--batches: expected comma-separated batch sizes"),
     (["--batches", "1"], "each a whole number >= 2, got '1'"),
 ])

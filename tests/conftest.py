@@ -124,6 +124,25 @@ def shared_data() -> str:
     return folder
 
 
+@pytest.fixture
+def tiny_data(monkeypatch) -> list:
+    """A registered data set ``tiny`` (48 train, 16 test 28x28 images whose label is
+    read off the pixels) the train command can load; the list records every read."""
+    from tinynet.data import datasets
+    reads = []
+
+    def reader(folder, split):
+        reads.append(split)
+        rng = np.random.default_rng(0 if split == "train" else 1)
+        images = rng.integers(0, 256, (48 if split == "train" else 16, 28, 28), np.uint8)
+        return images, (images[:, 14, :10].argmax(axis=1)).astype(np.int64)
+
+    monkeypatch.setitem(datasets.DATASETS, "tiny", datasets.DatasetInfo(
+        name="tiny", files={"train": [], "test": []}, md5={}, mirrors=[], reader=reader))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    return reads
+
+
 @pytest.fixture(params=["reference", "fast"])
 def kernels(request):
     """Run the test on the reference kernels, then on the fast ones."""

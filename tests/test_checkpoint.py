@@ -409,20 +409,6 @@ def test_cli_train_resume_after_sigterm(tmp_path, model):
         assert ha[k] == hb[k], k
 
 
-def _tiny_data_set(monkeypatch):
-    """A data set named "tiny" (64 train, 32 test images) the train command can load."""
-    from tinynet.data import datasets
-
-    def reader(folder, split):
-        rng = np.random.default_rng(0 if split == "train" else 1)
-        images = rng.integers(0, 256, (64 if split == "train" else 32, 28, 28), np.uint8)
-        return images, (images[:, 14, :10].argmax(axis=1)).astype(np.int64)
-
-    monkeypatch.setitem(datasets.DATASETS, "tiny", datasets.DatasetInfo(
-        name="tiny", files={"train": [], "test": []}, md5={}, mirrors=[], reader=reader))
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-
-
 def _ctrl_c_after(monkeypatch, steps: int) -> None:
     """Ctrl-C after optimizer step ``steps``, without a real signal: call the SIGINT
     handler fit installed, as the interpreter would."""
@@ -439,11 +425,10 @@ def _ctrl_c_after(monkeypatch, steps: int) -> None:
 
 
 def test_cli_train_ctrl_c_prints_one_line_with_the_command_to_continue(tmp_path, monkeypatch,
-                                                                        capsys):
+                                                                        capsys, tiny_data):
     import shlex
 
     import tinynet.cli
-    _tiny_data_set(monkeypatch)
     _ctrl_c_after(monkeypatch, 3)
     args = ["--data", "tiny", "--data-root", str(tmp_path), "--out", str(tmp_path / "run"),
             "--batch-size", "8", "--no-progress"]
@@ -479,10 +464,9 @@ def _files_of(folder) -> dict:
 
 
 def test_cli_train_resume_with_fewer_or_as_many_epochs_changes_nothing(tmp_path, monkeypatch,
-                                                                       capsys):
+                                                                       capsys, tiny_data):
     """--epochs below the epochs done is a usage error; equal says the run is complete."""
     import tinynet.cli
-    _tiny_data_set(monkeypatch)
     out = tmp_path / "run"
     common = ["train", "--data", "tiny", "--data-root", str(tmp_path), "--out", str(out),
               "--batch-size", "8", "--no-progress"]

@@ -22,7 +22,6 @@ import pytest
 import tinynet
 import tinynet.cli
 from tinynet import SGD, CrossEntropyLoss, Flatten, Linear, ReLU, Sequential
-from tinynet.data import datasets
 from tinynet.errors import CheckpointError
 from tinynet.rundir import LOCK_NAME, RunLock, lock_owner
 
@@ -254,23 +253,7 @@ def test_two_processes_on_one_folder(tmp_path):
 
 
 # ----------------------------------------------------------------- the same from the CLI
-@pytest.fixture
-def tiny_data(monkeypatch):
-    """A registered data set ``tiny``; the list records every read of it."""
-    reads = []
-
-    def reader(folder, split):
-        reads.append(split)
-        rng = np.random.default_rng(0 if split == "train" else 1)
-        images = rng.integers(0, 256, (48 if split == "train" else 16, 28, 28), np.uint8)
-        return images, (images[:, 14, :10].argmax(axis=1)).astype(np.int64)
-
-    monkeypatch.setitem(datasets.DATASETS, "tiny", datasets.DatasetInfo(
-        name="tiny", files={"train": [], "test": []}, md5={}, mirrors=[], reader=reader))
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    return reads
-
-
+# (tiny_data: the fixture in conftest.py)
 def _cli(tmp_path, *args):
     return tinynet.cli.main(["train", "--data", "tiny", "--data-root", str(tmp_path),
                              "--out", str(tmp_path / "out"), "--no-progress",

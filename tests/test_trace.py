@@ -161,11 +161,31 @@ def test_table_lists_every_row():
         _step(model, x, t)
     text = tr.table()
     lines = text.splitlines()
-    assert lines[0] == "fast kernels (tinynet.set_kernels)"
-    assert lines[1].split()[:3] == ["layer", "type", "phase"]
+    assert lines[0] == "fast kernels (tinynet.set_kernels), float64"
+    assert lines[1].split() == ["layer", "pass", "in", "out", "mean", "std", "max|v|",
+                                "L2", "norm", "zeros", "ms"]
     assert len(lines) == 3 + 12
-    assert "Linear" in lines[4] and "(6, 12)" in lines[4] and "(6, 9)" in lines[4]
-    assert tr.table("backward").count("backward") == 6
+    assert lines[4].split()[:5] == ["1", "Linear", "fwd", "6x12", "6x9"]
+    rows = tr.rows()
+    r = rows[1]
+    assert float(lines[4].split()[7]) == pytest.approx(max(abs(r["min"]), abs(r["max"])),
+                                                       rel=5e-3)
+    assert tr.table("backward").count(" bwd ") == 6
+    assert " fwd " not in tr.table("backward")
+
+
+def test_table_fits_100_columns_and_names_mixed_dtypes():
+    model = _mlp()
+    x, t = _batch()
+    with tinynet.trace(model) as tr:
+        _step(model, x, t)
+        model.float()
+        model(x.astype("float32"))
+    text = tr.table()
+    assert "dtype" in text.splitlines()[1].split()       # two dtypes: a column, not line 1
+    assert "float32" in text and "float64" in text
+    assert not text.splitlines()[0].endswith(("float32", "float64"))
+    assert max(len(line) for line in text.splitlines()) <= 100
 
 
 def test_plot_writes_png(tmp_path):
@@ -189,11 +209,18 @@ def test_trace_rejects_non_module_and_bad_phase():
 def test_cli_random_base(capsys):
     assert trace_main(["--model", "base", "--batch", "3", "--random"]) == 0
     out = capsys.readouterr().out
-    assert "1.weight" in out and "backward" in out and "(3, 784)" in out
+    assert "1.weight" in out and " bwd " in out and "3x784" in out
     norms = [float(line.split()[1]) for line in out.splitlines()
              if line.strip().startswith(("1.weight", "5.bias"))]
     assert len(norms) == 2 and all(math.isfinite(v) and v > 0 for v in norms)
 
+
+@pytest.mark.parametrize("model", ["simplecnn", "convbn"])
+def test_cli_table_of_a_cnn_fits_100_columns(model, capsys):
+    assert trace_main(["--model", model, "--batch", "2", "--random"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any("BatchNorm2d" in line or "MaxPool2d" in line for line in lines)
+    assert max(len(line) for line in lines) <= 100
 
 
 def _into_closed_pipe(args: list) -> subprocess.CompletedProcess:
@@ -287,7 +314,7 @@ def test_cli_fashion_mnist_batch_and_plot(tmp_path, capsys):
     png = tmp_path / "norms.png"
     assert trace_main(["--model", "base", "--batch", "5", "--plot", str(png)]) == 0
     out = capsys.readouterr().out
-    assert "Fashion-MNIST" in out and "(5, 1, 28, 28)" in out
+    assert "Fashion-MNIST" in out and "5x1x28x28" in out
     assert png.read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(SystemExit) as exit_:
         trace_main(["--batch", "0", "--random"])

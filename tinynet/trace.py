@@ -47,6 +47,7 @@ from .backend import get_array_module, synchronize
 from .cliargs import WHOLE_0, WHOLE_1, OneLineParser, writable_file
 from .kernels import get_kernels
 from .module import Module
+from .textable import format_table
 
 _MISSING = object()
 
@@ -182,25 +183,33 @@ class Trace:
         return out
 
     def table(self, phase: str | None = None) -> str:
-        """The records as a fixed-width text table, one line per layer call."""
-        heads = ("layer", "type", "phase", "in shape", "out shape", "dtype", "mean", "std",
-                 "min", "max", "L2 norm", "zeros", "ms")
+        """The records as a text table, one line per layer call (``rows()`` has every field).
+
+        Columns: the layer (state_dict prefix and type), the pass (``fwd``/``bwd``), the
+        shapes in and out, then statistics of what flowed out: mean, std, the largest
+        magnitude ``max|v|``, the L2 norm, the share of exact zeros, and the milliseconds.
+        The dtype goes on the first line when every call had the same one (else a column),
+        so a study model's table fits in 100 columns.
+        """
+        rows = self.rows(phase)
+        dtypes = sorted({r["dtype"] for r in rows})
+        header = ["layer", "pass", "in", "out"] + (["dtype"] if len(dtypes) > 1 else []) + \
+            ["mean", "std", "max|v|", "L2 norm", "zeros", "ms"]
         lines = []
-        for r in self.rows(phase):
+        for r in rows:
             star = "*" if r["stats_of"] == "input" else ""
-            lines.append((
-                r["layer"], r["type"], r["phase"], _fmt_shape(r["in_shape"]),
-                _fmt_shape(r["out_shape"]), r["dtype"], _fmt(r["mean"]), _fmt(r["std"]),
-                _fmt(r["min"]), _fmt(r["max"]), _fmt(r["norm"]) + star,
-                "-" if r["zeros"] is None else f"{100 * r['zeros']:.1f}%",
-                f"{1000 * r['seconds']:.3f}"))
-        widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h)
-                  for i, h in enumerate(heads)]
-        fmt = "  ".join(f"{{:{'<' if i < 6 else '>'}{w}}}" for i, w in enumerate(widths))
+            big = None if r["min"] is None else max(abs(r["min"]), abs(r["max"]))
+            lines.append([f"{r['layer']} {r['type']}", r["phase"][0] + "wd",
+                          _fmt_shape(r["in_shape"]), _fmt_shape(r["out_shape"])]
+                         + ([r["dtype"]] if len(dtypes) > 1 else [])
+                         + [_fmt(r["mean"]), _fmt(r["std"]), _fmt(big), _fmt(r["norm"]) + star,
+                            "-" if r["zeros"] is None else f"{100 * r['zeros']:.1f}%",
+                            f"{1000 * r['seconds']:.3f}"])
         used = sorted({r["kernels"] for r in self._rows}) or [get_kernels()]
-        out = [f"{' and '.join(used)} kernels (tinynet.set_kernels)",
-               fmt.format(*heads), fmt.format(*("-" * w for w in widths))]
-        out += [fmt.format(*line) for line in lines]
+        first = f"{' and '.join(used)} kernels (tinynet.set_kernels)"
+        if len(dtypes) == 1:
+            first += f", {dtypes[0]}"
+        out = [first, format_table(header, lines, align="<<<<" + ">" * (len(header) - 4))]
         if any(r["stats_of"] == "input" for r in self._rows):
             out.append("* backward without dL/dx (input_grad=False): statistics of the "
                        "incoming dL/dy")
@@ -265,15 +274,15 @@ def _layer_order(name: str):
 
 
 def _fmt(v) -> str:
-    if v is None:
-        return "-"
-    if v != 0 and (abs(v) >= 1e4 or abs(v) < 1e-3):
-        return f"{v:.3e}"
-    return f"{v:.4f}"
+    """Three significant digits: ``0.617``, ``782``, ``-1.68e-07``."""
+    return "-" if v is None else f"{v:.3g}"
 
 
 def _fmt_shape(s) -> str:
-    return "-" if s is None else "(" + ", ".join(str(d) for d in s) + ")"
+    """``64x32x28x28`` for ``(64, 32, 28, 28)``; ``()`` for a scalar."""
+    if s is None:
+        return "-"
+    return "x".join(str(d) for d in s) if len(s) else "()"
 
 
 def trace(model: Module, sync: bool = True) -> Trace:

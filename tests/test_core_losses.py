@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinynet import CrossEntropyLoss, MSELoss
+import tinynet
+from tinynet import CrossEntropyLoss, MSELoss, NLLLoss
 from tinynet.errors import DTypeError, LabelError, ShapeError
 
 
@@ -141,3 +142,25 @@ def test_cross_entropy_random_shapes_and_scales(n, c, scale, seed):
     # error of a few eps * |z| (in the reference too): p - onehot cannot be better.
     atol = 4 * np.finfo(np.float64).eps * max(1.0, np.abs(z).max()) / n
     np.testing.assert_allclose(loss_fn.backward(), expected, rtol=1e-9, atol=atol)
+
+
+@pytest.mark.parametrize("kernels", ["reference", "fast"])
+@pytest.mark.parametrize("make", [lambda: CrossEntropyLoss(reduction="none"),
+                                  lambda: NLLLoss(reduction="none"),
+                                  lambda: MSELoss(reduction="none")])
+def test_unbatched_none_reduction_backward_stays_on_the_arrays_device(xp, kernels, make):
+    """An unbatched prediction with reduction='none' gives a 0-d loss; its default
+    dL/dloss = 1 must be made where the prediction lives (on a GPU, not the host)."""
+    loss_fn = make()
+    if isinstance(loss_fn, MSELoss):                  # a 0-d prediction and target
+        z, target = np.array(0.5, np.float32), np.array(0.25, np.float32)
+    else:                                             # one sample's C scores, one class
+        z, target = np.array([0.5, -1.0, 2.0], np.float32), np.array(2)
+    with tinynet.use_kernels(kernels):
+        loss = loss_fn(xp.asarray(z), xp.asarray(target))
+        assert loss.shape == ()
+        dz = loss_fn.backward()
+        dz_explicit = loss_fn.backward(xp.asarray(np.ones((), np.float32)))
+    assert xp.asnumpy(dz).dtype == np.float32
+    np.testing.assert_array_equal(xp.asnumpy(dz), xp.asnumpy(dz_explicit))
+    assert np.abs(xp.asnumpy(dz)).sum() > 0

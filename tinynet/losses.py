@@ -52,6 +52,8 @@ class _Loss:
         self._cache = None
         self._kernels = None
         self._out_shape = None
+        self._xp = numpy
+        self._dtype = None
 
     def _check_prediction(self, y, what: str = "input"):
         name = type(self).__name__
@@ -81,6 +83,8 @@ class _Loss:
 
     def _run(self, *args):
         self._kernels = kernels.get_kernels()
+        self._xp = get_array_module(args[0])           # where the default dL/dloss lives
+        self._dtype = args[0].dtype
         loss, self._cache = getattr(kernels.ops(self._kernels), self.kernel + "_forward")(*args)
         self._out_shape = _shape(loss)
         if self.reduction == "none":
@@ -98,7 +102,7 @@ class _Loss:
                                  f"element, of shape {self._out_shape}; pass their gradient "
                                  f"as backward(grad) with that shape, got {_shape(grad)}")
         elif grad is None:
-            grad = 1.0 if self.reduction != "none" else numpy.ones(())
+            grad = 1.0 if self.reduction != "none" else self._xp.ones((), dtype=self._dtype)
         backward = getattr(kernels.ops(self._kernels), self.kernel + "_backward")
         return backward(self._kernel_grad(grad), self._cache)
 

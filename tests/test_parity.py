@@ -396,6 +396,26 @@ def test_command_runs_on_the_kernels_asked_for(torch, capsys, monkeypatch, tmp_p
     assert tinynet.get_kernels() == "fast"  # restored afterwards
 
 
+def test_command_gives_torch_its_thread_count_back(torch, capsys, tmp_path):
+    before = torch.get_num_threads()
+    asked = 2 if before == 1 else 1
+    seen = []
+    real = torch.set_num_threads
+
+    def spy(n):
+        seen.append(n)
+        real(n)
+
+    torch.set_num_threads = spy
+    try:
+        assert parity.main(["--skip", "models", "--skip", "trajectories", "--threads",
+                            str(asked), "--out", str(tmp_path / "t.txt")]) == 0
+    finally:
+        torch.set_num_threads = real
+    assert seen[0] == asked                  # ran at the count asked for
+    assert torch.get_num_threads() == before  # and gave the caller's back
+
+
 def test_command_fails_on_a_difference(torch, capsys, monkeypatch, tmp_path):
     monkeypatch.setattr(activation.Sigmoid, "backward",
                         lambda self, dy, input_grad=True: dy * self._cache)

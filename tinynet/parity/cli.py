@@ -27,7 +27,7 @@ from .cases import (
 )
 from .report import ParityReport
 from .tolerances import FLOAT32_STEP_FACTOR, TOLERANCES, TRAJECTORY_TOLERANCES
-from .twins import torch_module
+from .twins import torch_threads
 
 __all__ = ["main", "parser"]
 
@@ -89,10 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
     writable_file(p, args.out, "--out")
-    torch = torch_module()
     threads = _threads(args.threads)
-    torch.set_num_threads(threads)
-    with use_kernels(args.kernels):
+    with torch_threads(threads) as torch, use_kernels(args.kernels):
         header = (f"tinynet parity: {get_kernels()} kernels; torch {torch.__version__} "
                   f"({threads} thread(s)), numpy {numpy.__version__}")
         print(header, flush=True)

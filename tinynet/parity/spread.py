@@ -33,7 +33,7 @@ from .compare import (
 )
 from .report import difference
 from .trajectory import optimizer_pair, torch_step
-from .twins import to_torch, torch_module
+from .twins import to_torch, torch_module, torch_threads
 
 __all__ = ["main", "spread"]
 
@@ -130,10 +130,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"spread: --setting must be 0..{len(TRAJECTORY_OPTIMIZERS) - 1}, --runs and "
               "--steps positive", file=sys.stderr)
         return 2
+    with torch_threads(args.threads):
+        return _main(args)
+
+
+def _main(args) -> int:
     from .. import data
     from .cases import seeded_model
-    torch = torch_module()
-    torch.set_num_threads(args.threads)
     images, labels = data.load("fashion-mnist", "train", root=args.data_root)
     n = args.steps * args.batch_size
     batches = [(data.to_float(images[i:i + args.batch_size], "float32"),

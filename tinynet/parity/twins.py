@@ -23,7 +23,7 @@ from ..module import Module, Sequential
 from ..random import get_rng_state, set_rng_state
 
 __all__ = ["MissingTorchError", "from_torch", "quiet_torch_notices", "to_torch", "torch_module",
-           "torch_residual_class"]
+           "torch_residual_class", "torch_threads"]
 
 
 class MissingTorchError(TinynetError, ImportError):
@@ -38,6 +38,19 @@ def torch_module():
         raise MissingTorchError(
             f"tinynet.parity needs torch: pip install torch (import failed: {e})") from None
     return torch
+
+
+@contextlib.contextmanager
+def torch_threads(count: int):
+    """PyTorch's intra-op threads at ``count`` inside this block only (the commands run
+    PyTorch at a fixed thread count; a caller's own setting is given back on exit)."""
+    torch = torch_module()
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield torch
+    finally:
+        torch.set_num_threads(before)
 
 
 # --------------------------------------------------------------------------- Residual twin

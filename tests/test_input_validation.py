@@ -296,3 +296,30 @@ def test_fit_on_no_samples_is_a_clear_error():
         tinynet.fit(model, CrossEntropyLoss(), tinynet.SGD(model.parameters(), lr=0.1),
                     (np.zeros((0, 2, 2), np.uint8), np.zeros(0, np.int64)), progress=False,
                     log=None)
+
+
+@pytest.mark.parametrize("make, name, bad", [
+    (lambda v: tinynet.Linear(v, 3), "Linear: in_features", 2.5),
+    (lambda v: tinynet.Linear(3, v), "Linear: out_features", "3"),
+    (lambda v: tinynet.Linear(v, 3), "Linear: in_features", True),
+    (lambda v: tinynet.Linear(v, 3), "Linear: in_features", 0),
+    (lambda v: tinynet.Conv2d(v, 8, 3), "Conv2d: in_channels", 3.5),
+    (lambda v: tinynet.Conv2d(4, v, 3), "Conv2d: out_channels", -2),
+    (lambda v: tinynet.Conv2d(4, 8, 3, groups=v), "Conv2d: groups", 2.0),
+    (lambda v: tinynet.BatchNorm1d(v), "BatchNorm1d: num_features", 2.5),
+    (lambda v: tinynet.BatchNorm2d(v), "BatchNorm2d: num_features", None),
+])
+def test_layer_sizes_must_be_whole_numbers(make, name, bad):
+    """A size that is not a whole number >= 1 is refused by name, not truncated (2.5 -> 2)
+    nor handed to NumPy (which fails with 'float object cannot be interpreted')."""
+    with pytest.raises(tinynet.ArgumentError, match=re.escape(f"{name} must be a whole "
+                                                              f"number >= 1, got {bad!r}")):
+        make(bad)
+
+
+def test_layer_sizes_accept_numpy_integers():
+    layer = tinynet.Linear(np.int64(4), np.int32(3))
+    assert (layer.in_features, layer.out_features) == (4, 3)
+    assert type(layer.in_features) is int and layer.weight.data.shape == (3, 4)
+    assert tinynet.Conv2d(np.int64(2), 4, 3).weight.data.shape == (4, 2, 3, 3)
+    assert tinynet.BatchNorm1d(np.int64(5)).num_features == 5

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..errors import ArgumentError, ShapeError
 from ..functional.conv import PADDING_MODES, conv_output_size, pair
 from ..init import pytorch_default_
-from .base import Layer, add_batch_axis, check_choice, new_parameter
+from .base import Layer, add_batch_axis, check_choice, check_size, new_parameter
 
 
 class Conv2d(Layer):
@@ -32,14 +32,14 @@ class Conv2d(Layer):
                  padding=0, dilation=1, groups: int = 1, bias: bool = True,
                  padding_mode: str = "zeros", device=None, dtype=None) -> None:
         super().__init__()
-        if int(in_channels) <= 0 or int(out_channels) <= 0 or int(groups) <= 0:
-            raise ArgumentError(f"Conv2d needs positive in_channels, out_channels and groups, "
-                                f"got {in_channels}, {out_channels}, {groups}")
-        if int(in_channels) % int(groups) or int(out_channels) % int(groups):
+        in_channels = check_size(in_channels, "Conv2d: in_channels")
+        out_channels = check_size(out_channels, "Conv2d: out_channels")
+        groups = check_size(groups, "Conv2d: groups")
+        if in_channels % groups or out_channels % groups:
             raise ArgumentError(f"Conv2d: in_channels ({in_channels}) and out_channels "
                                 f"({out_channels}) must be divisible by groups ({groups})")
-        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
-        self.groups = int(groups)
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.groups = groups
         self.kernel_size = pair(kernel_size, "kernel_size")
         self.stride = pair(stride, "stride")
         self.dilation = pair(dilation, "dilation")

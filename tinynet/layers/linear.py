@@ -6,7 +6,7 @@ import math
 
 from ..errors import ShapeError
 from ..init import pytorch_default_
-from .base import Layer, new_parameter
+from .base import Layer, check_size, new_parameter
 
 
 class Linear(Layer):
@@ -20,12 +20,10 @@ class Linear(Layer):
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
                  device=None, dtype=None) -> None:
         super().__init__()
-        if int(in_features) <= 0 or int(out_features) <= 0:
-            raise ValueError(f"Linear needs positive sizes, got ({in_features}, {out_features})")
-        self.in_features = int(in_features)
-        self.out_features = int(out_features)
-        self.weight = new_parameter((out_features, in_features), dtype, device)
-        self.bias = new_parameter((out_features,), dtype, device) if bias else None
+        self.in_features = check_size(in_features, "Linear: in_features")
+        self.out_features = check_size(out_features, "Linear: out_features")
+        self.weight = new_parameter((self.out_features, self.in_features), dtype, device)
+        self.bias = new_parameter((self.out_features,), dtype, device) if bias else None
         self._cache = None
         self._shapes = None
         self.reset_parameters()

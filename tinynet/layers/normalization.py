@@ -12,7 +12,7 @@ import math
 import numpy
 
 from ..errors import ArgumentError, ShapeError
-from .base import Layer, new_buffer, new_parameter, resolve_dtype
+from .base import Layer, check_size, new_buffer, new_parameter, resolve_dtype
 
 
 class _BatchNorm(Layer):
@@ -41,13 +41,12 @@ class _BatchNorm(Layer):
                  dtype=None, *, bias: bool = True) -> None:
         super().__init__()
         name = type(self).__name__
-        if int(num_features) <= 0:
-            raise ArgumentError(f"{name} needs num_features > 0, got {num_features}")
+        num_features = check_size(num_features, f"{name}: num_features")
         if not float(eps) > 0:
             raise ArgumentError(f"{name}: eps must be positive, got {eps!r}")
         if momentum is not None and not 0.0 <= float(momentum) <= 1.0:
             raise ArgumentError(f"{name}: momentum must be in [0, 1] or None, got {momentum!r}")
-        self.num_features = int(num_features)
+        self.num_features = num_features
         self.eps = float(eps)
         self.momentum = None if momentum is None else float(momentum)
         self.affine = bool(affine)

@@ -211,6 +211,35 @@ def test_save_rejects_what_would_need_pickle(tmp_path):
     assert not os.listdir(tmp_path)
 
 
+def test_caller_mistakes_are_named_before_any_file_is_touched(tmp_path):
+    """Wrong arguments are the caller's error, named as such, never 'a corrupt checkpoint',
+    and save writes nothing when it refuses."""
+    model = _mlp()
+    with pytest.raises(TypeError, match="save: model must be a tinynet Module, got list"):
+        tinynet.save(tmp_path / "a.npz", [1, 2])
+    with pytest.raises(TypeError, match="save: optimizer must be .* got int"):
+        tinynet.save(tmp_path / "a.npz", model, 3)
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    with pytest.raises(tinynet.CheckpointError, match=r"is a folder; expected the path of a "
+                                                      r"file.*checkpoint\.npz"):
+        tinynet.save(folder, model)
+    assert sorted(os.listdir(tmp_path)) == ["runs"] and not os.listdir(folder)
+    path = tinynet.save(tmp_path / "c.npz", model)
+    with pytest.raises(tinynet.ArgumentError, match=r"max_bytes .* got a Sequential \(pass "
+                                                     r"a model as model=\.\.\.\)"):
+        tinynet.load(path, model)
+    for bad in ("10", -1, 0, 2.5, True):
+        with pytest.raises(tinynet.ArgumentError, match=re.escape(f"got {bad!r}")):
+            tinynet.load(path, max_bytes=bad)
+    with pytest.raises(TypeError, match="load: model must be a tinynet Module or None, "
+                                        "got list"):
+        tinynet.load(path, model=[1])
+    with pytest.raises(TypeError, match="load: optimizer must be"):
+        tinynet.load(path, model=model, optimizer="sgd")
+    assert tinynet.load(path, max_bytes=10**6, model=model).path == str(path)
+
+
 def test_missing_file_and_plain_npy_are_data_errors(tmp_path):
     with pytest.raises(DataError, match="not found"):
         tinynet.load(tmp_path / "nothing.npz")
@@ -662,3 +691,17 @@ def test_restore_refuses_another_optimizer_and_changes_nothing(tmp_path):
     with pytest.raises(StateDictError, match="holds the state of SGD, not of Adam"):
         restore(tinynet.load(tmp_path / "ck.npz"), target, adam)
     _assert_same(_snapshot(target, adam), before)
+
+
+def test_header_limits_are_set_where_docs_say(tmp_path, monkeypatch):
+    """docs/long-runs.md: the header's container and string limits are
+    tinynet.checkpoint_format.MAX_JSON_CONTAINERS / MAX_JSON_STRINGS."""
+    from tinynet import checkpoint_format
+    path = tinynet.save(tmp_path / "c.npz", _mlp())
+    monkeypatch.setattr(checkpoint_format, "MAX_JSON_CONTAINERS", 0)
+    with pytest.raises(DataError, match="lists and dicts, more than the 0 accepted"):
+        tinynet.load(path)
+    monkeypatch.setattr(checkpoint_format, "MAX_JSON_CONTAINERS", 100_000)
+    monkeypatch.setattr(checkpoint_format, "MAX_JSON_STRINGS", 1)
+    with pytest.raises(DataError, match="more than 1 strings"):
+        tinynet.load(path)

@@ -27,8 +27,9 @@ problem gives one :class:`~tinynet.errors.DataError` naming the file and what wa
 Limits (each raised by an argument or an environment variable, see ``docs/long-runs.md``):
 ``max_bytes`` / ``TINYNET_CHECKPOINT_MAX_BYTES`` (all arrays together, 16 GiB),
 ``TINYNET_CHECKPOINT_MAX_HEADER_BYTES`` (the JSON header, 16 MiB), ``MAX_MEMBERS``
-arrays, ``MAX_JSON_CONTAINERS`` lists and dicts and ``MAX_JSON_STRINGS`` strings in the
-header, nesting up to Python's recursion limit.
+arrays, ``tinynet.checkpoint_format.MAX_JSON_CONTAINERS`` lists and dicts and
+``tinynet.checkpoint_format.MAX_JSON_STRINGS`` strings in the header (the header's
+checks live there, so set them there), nesting up to Python's recursion limit.
 
 Restoring::
 
@@ -58,8 +59,6 @@ from .checkpoint_format import (
     HEADER_KEY,
     HISTORY_LISTS,
     MAX_HEADER_BYTES_ENV,
-    MAX_JSON_CONTAINERS,
-    MAX_JSON_STRINGS,
     MAX_LOADER_POSITION,
     PROGRESS_FIELDS,
     VERSION,
@@ -88,7 +87,7 @@ from .safe_npz import NpzError, NpzReader, open_regular
 
 __all__ = ["ALLOWED_KINDS", "DEFAULT_MAX_BYTES", "DEFAULT_MAX_HEADER_BYTES", "FORMAT",
            "HEADER_KEY", "HISTORY_LISTS", "MAX_BYTES_ENV", "MAX_HEADER_BYTES_ENV",
-           "MAX_JSON_CONTAINERS", "MAX_JSON_STRINGS", "MAX_LOADER_POSITION", "MAX_MEMBERS",
+           "MAX_LOADER_POSITION", "MAX_MEMBERS",
            "PROGRESS_FIELDS", "VERSION", "Checkpoint", "check_training_state", "load",
            "max_header_bytes", "read_header", "restore", "save"]
 
@@ -171,6 +170,13 @@ def _host_array(value: Any, what: str) -> numpy.ndarray:
     return array
 
 
+def _check_has(obj, name: str, expected: str, methods: tuple) -> None:
+    """A TypeError naming the argument when ``obj`` lacks one of ``methods`` (a caller's
+    mistake, reported before any file is touched, never as a corrupt checkpoint)."""
+    if not all(callable(getattr(obj, m, None)) for m in methods):
+        raise TypeError(f"{name} must be {expected}, got {type(obj).__name__}")
+
+
 def save(path: str, model, optimizer=None, *, rng_state: dict | None | bool = True,
          loader_state: dict | None = None, progress: dict | None = None,
          history: dict | None = None, **meta) -> str:
@@ -194,6 +200,14 @@ def save(path: str, model, optimizer=None, *, rng_state: dict | None | bool = Tr
             (nothing is written: a checkpoint that could not be read back is never made).
         OSError: writing failed (the previous file at ``path`` is kept).
     """
+    path = os.fspath(path)
+    _check_has(model, "save: model", "a tinynet Module", ("state_dict",))
+    if optimizer is not None:
+        _check_has(optimizer, "save: optimizer", "a tinynet Optimizer or None",
+                   ("state_dict",))
+    if os.path.isdir(path):
+        raise CheckpointError(f"save: {path!r} is a folder; expected the path of a file "
+                              f"to write, e.g. {os.path.join(path, 'checkpoint.npz')!r}")
     arrays: OrderedDict[str, numpy.ndarray] = OrderedDict()
     model_keys = []
     for key, value in model.state_dict().items():
@@ -319,6 +333,17 @@ def load(path: str, max_bytes: int | None = None, *, model=None,
     path = os.fspath(path)
     if max_bytes is None:
         max_bytes = _env_limit(MAX_BYTES_ENV, DEFAULT_MAX_BYTES)
+    elif isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
+        shown = repr(max_bytes) if isinstance(max_bytes, (int, float, str)) \
+            else f"a {type(max_bytes).__name__}"
+        hint = " (pass a model as model=...)" if hasattr(max_bytes, "state_dict") else ""
+        raise ArgumentError(f"load: max_bytes must be a whole number of bytes >= 1 or None, "
+                            f"got {shown}{hint}")
+    if model is not None:
+        _check_has(model, "load: model", "a tinynet Module or None", ("check_state_dict",))
+    if optimizer is not None:
+        _check_has(optimizer, "load: optimizer", "a tinynet Optimizer or None",
+                   ("check_state_dict",))
     with _reading(path):
         with _open_checkpoint(path, max_bytes) as (npz, header):
             _, model_state, meta, optimizer_state, opt = _read_arrays(

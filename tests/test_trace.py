@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -217,10 +218,13 @@ def test_cli_random_base(capsys):
 
 @pytest.mark.parametrize("model", ["simplecnn", "convbn"])
 def test_cli_table_of_a_cnn_fits_100_columns(model, capsys):
-    assert trace_main(["--model", model, "--batch", "2", "--random"]) == 0
+    assert trace_main(["--model", model, "--batch", "64", "--random"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert any("BatchNorm2d" in line or "MaxPool2d" in line for line in lines)
     assert max(len(line) for line in lines) <= 100
+    table = "\n".join(lines)
+    assert re.search(r"\d\.\d+e-[1-9]", table)                # small gradients: 1.23e-7
+    assert not re.search(r"e[+-]0|e\+", table)                 # exponents unpadded
 
 
 def _into_closed_pipe(args: list) -> subprocess.CompletedProcess:

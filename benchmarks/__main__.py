@@ -46,7 +46,7 @@ def _parser(prog: str = "tinynet bench") -> argparse.ArgumentParser:
                "the exit status stays 0. Results: runs/benchmarks/<machine>/ unless "
                "--record or --out.")
     p.add_argument("--quick", action="store_true",
-                   help="batch-64 steps and five layers, 3 repeats (under a minute)")
+                   help="batch-64 steps, five layers and the loss, 3 repeats (under a minute)")
     p.add_argument("--only", action="append", metavar="TEXT",
                    help="run only cases whose name contains TEXT (repeatable), "
                         "e.g. step/base, layer/conv, /both")

@@ -119,7 +119,8 @@ for ax in axes:
     ax.set_xlabel("step")
     ax.legend()
 print("wrote", save_figure(fig, os.path.join(OUT, "06_lr_divergence.png")))
-last_trace.plot(os.path.join(OUT, "06_trace_lr1.png"), title="base MLP, lr 1, last step")
+print("wrote", last_trace.plot(os.path.join(OUT, "06_trace_lr1.png"),
+                              title="base MLP, lr 1, last step"))
 
 # %% [markdown]
 # ## What the numbers say

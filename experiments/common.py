@@ -800,11 +800,9 @@ def line_plot(path: str, series: list, xlabel: str, ylabel: str, title: str = ""
     """One axes: ``series`` is a list of ``(x, y, label, style)`` (style may be "");
     ``ylim`` clips the y axis (points outside are off the plot; say so in the title);
     ``quick`` stamps the plot QUICK."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from tinynet.plot import figure
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = figure(figsize=(7, 4.5))
     for x, y, label, style in series:
         y = [np.nan if v is None else v for v in y]
         ax.plot(x, y, style or "-", label=label, lw=1.2, ms=3)
@@ -830,11 +828,9 @@ def panels_plot(path: str, panels: list, xlabel: str, ylabel: str, title: str,
                 logy: bool = False, quick: bool = False, sharey: bool = True) -> str:
     """Side-by-side axes: ``panels`` is a list of ``(panel title, series)`` or
     ``(panel title, series, ylabel, logy)``, each series as in :func:`line_plot`."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from tinynet.plot import figure
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2),
+    fig, axes = figure(1, len(panels), figsize=(4.2 * len(panels), 4.2),
                              sharey=sharey, squeeze=False)
     for j, (ax, panel) in enumerate(zip(axes[0], panels)):
         name, series = panel[0], panel[1]

@@ -129,11 +129,9 @@ def minimum(errors: dict) -> tuple[int, float]:
 
 
 def plot(path: str, results: dict, title: str, quick: bool = False) -> str:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from tinynet.plot import figure
 
-    fig, ax = plt.subplots(figsize=(8, 5.5))
+    fig, ax = figure(figsize=(8, 5.5))
     eps = np.array([1.0 / n for n in NS])
     colours = {"float32": "C0", "float64": "C3"}
     lo = min(min(v for v in r["errors"].values() if v > 0) for r in results.values())

@@ -87,9 +87,7 @@ def _conv_indices(model) -> list:
 
 def _pictures(out_dir: str, model, image, scale: str, quick: bool = False) -> list:
     """First/last conv filters and their feature maps on ``image`` (uint8 (32, 32, 3))."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from tinynet.plot import figure
 
     convs = _conv_indices(model)
     model.eval()
@@ -105,7 +103,7 @@ def _pictures(out_dir: str, model, image, scale: str, quick: bool = False) -> li
     first, last = convs[0], convs[-1]
     w = to_numpy(model[first].weight.data)                     # (C_out, 3, 3, 3)
     n = min(32, w.shape[0])
-    fig, axes = plt.subplots(4, 8, figsize=(8, 4.4))
+    fig, axes = figure(4, 8, figsize=(8, 4.4))
     for k, ax in enumerate(axes.ravel()):
         ax.axis("off")
         if k < n:
@@ -116,7 +114,7 @@ def _pictures(out_dir: str, model, image, scale: str, quick: bool = False) -> li
                  fontsize=9)
     files.append(common.save_plot(fig, os.path.join(out_dir, "filters_first.png"), quick))
     wl = to_numpy(model[last].weight.data)                    # (C_out, C_in, 3, 3)
-    fig, axes = plt.subplots(4, 8, figsize=(8, 4.4))
+    fig, axes = figure(4, 8, figsize=(8, 4.4))
     for k, ax in enumerate(axes.ravel()):
         ax.axis("off")
         if k < min(32, wl.shape[0]):
@@ -129,7 +127,7 @@ def _pictures(out_dir: str, model, image, scale: str, quick: bool = False) -> li
         fm = maps[idx]
         shown = min(35, fm.shape[0])
         nrows = (shown + 1 + 8) // 9
-        fig, axes = plt.subplots(nrows, 9, figsize=(9, 1.1 * nrows + 0.5), squeeze=False)
+        fig, axes = figure(nrows, 9, figsize=(9, 1.1 * nrows + 0.5), squeeze=False)
         axes[0, 0].imshow(image)
         axes[0, 0].set_title("input", fontsize=6)
         for k, ax in enumerate(axes.ravel()):

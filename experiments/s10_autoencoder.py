@@ -150,13 +150,11 @@ def codes(model, images) -> np.ndarray:
 
 
 def _picture(path: str, test, recon: dict, quick: bool = False) -> str:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from tinynet.plot import figure
 
     n = 8
     rows = 1 + len(recon)
-    fig, axes = plt.subplots(rows, n, figsize=(n * 1.1, rows * 1.2))
+    fig, axes = figure(rows, n, figsize=(n * 1.1, rows * 1.2))
     for j in range(n):
         axes[0, j].imshow(test[0][j], cmap="gray")
     for i, (d, images) in enumerate(recon.items(), start=1):

@@ -146,11 +146,9 @@ def run(out_dir: str, quick: bool = False, seed: int = 0, use_torch: bool = True
 
 
 def _decision_plot(path: str, x, y, wb, w0, quick: bool = False) -> str:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from tinynet.plot import figure
 
-    fig, ax = plt.subplots(figsize=(6, 5))
+    fig, ax = figure(figsize=(6, 5))
     lo, hi = x.min(0) - 0.5, x.max(0) + 0.5
     gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], 200), np.linspace(lo[1], hi[1], 200))
     z = gx * wb[0] + gy * wb[1] + wb[2]

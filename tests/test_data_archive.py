@@ -122,6 +122,50 @@ def test_data_filter_catches_links_already_on_disk(tmp_path):
     assert list(outside.iterdir()) == []
 
 
+def test_extract_again_fills_existing_folders_and_replaces_files(tmp_path):
+    path = build(tmp_path / "good.tar.gz", GOOD)
+    dest = tmp_path / "out"
+    (dest / "top" / "sub").mkdir(parents=True)
+    (dest / "top" / "mine.txt").write_bytes(b"kept")
+    (dest / "top" / "a.txt").write_bytes(b"old")
+    archive.safe_extract(path, str(dest))
+    archive.safe_extract(path, str(dest))               # a second time over the first
+    assert (dest / "top" / "a.txt").read_bytes() == b"alpha"
+    assert (dest / "top" / "mine.txt").read_bytes() == b"kept"
+    assert (dest / "top" / "sub" / "b.txt").read_bytes() == b"beta"
+    assert sorted(os.listdir(dest)) == ["top"]          # no staging folder left
+
+
+def test_interrupted_extraction_leaves_no_partial_file(tmp_path, monkeypatch):
+    path = build(tmp_path / "good.tar.gz", GOOD)
+    dest = tmp_path / "out"
+    real = tarfile.TarFile.extract
+    calls = []
+
+    def extract_then_stop(self, member, *args, **kwargs):
+        calls.append(member.name)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(self, member, *args, **kwargs)
+
+    monkeypatch.setattr(tarfile.TarFile, "extract", extract_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        archive.safe_extract(path, str(dest))
+    assert calls[:2] == ["top", "top/a.txt"]            # two members were written...
+    assert os.listdir(dest) == []                        # ...but only in the staging folder
+
+
+def test_a_file_where_the_archive_has_a_folder_is_a_clear_error(tmp_path):
+    path = build(tmp_path / "good.tar.gz", GOOD)
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / "top").write_bytes(b"a file, not a folder")
+    with pytest.raises(DataError, match="cannot put 'top'"):
+        archive.safe_extract(path, str(dest))
+    assert sorted(os.listdir(dest)) == ["top"] and (dest / "top").read_bytes() == \
+        b"a file, not a folder"
+
+
 def test_size_limits(tmp_path):
     path = build(tmp_path / "a.tar", [("a", tarfile.REGTYPE, b"x" * 100),
                                       ("b", tarfile.REGTYPE, b"y" * 100)], mode="w")

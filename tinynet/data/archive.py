@@ -41,7 +41,9 @@ import bz2
 import gzip
 import os
 import posixpath
+import shutil
 import tarfile
+import tempfile
 import zlib
 from collections.abc import Callable, Iterator
 
@@ -457,10 +459,14 @@ def safe_extract(path: str, dest: str, max_member_bytes: int | None = None,
                  max_members: int | None = None) -> list[str]:
     """Extract the tar at ``path`` into folder ``dest``; return the member names.
 
-    All members are checked first (one read of the archive); if any is unsafe or the
-    archive is corrupt, a DataError is raised and nothing is written. Then the archive
-    is extracted with tarfile's ``"data"`` filter where Python has it, which also
-    refuses paths that would resolve outside ``dest`` through links already on disk.
+    All members are checked first (one read of the archive), and every name is resolved
+    against ``dest`` as it is on disk (a symlink already there that leads outside is
+    refused); if anything is unsafe or the archive is corrupt, a DataError is raised
+    and nothing is written. Then the archive is extracted, with tarfile's ``"data"``
+    filter where Python has it, into a hidden staging folder inside ``dest``, and each
+    top-level entry is moved into place with one rename (folders already in ``dest``
+    are filled entry by entry). An interrupted extraction leaves no half-written file
+    in ``dest``: the staging folder is removed on the way out.
     """
     path, dest = os.fspath(path), os.fspath(dest)
     shown_path = shown(path)
@@ -471,23 +477,25 @@ def safe_extract(path: str, dest: str, max_member_bytes: int | None = None,
             names.append(name)
     os.makedirs(dest, exist_ok=True)
     real_dest = os.path.realpath(dest)
+    for name in names:
+        target = os.path.realpath(os.path.join(real_dest, name))
+        if target != real_dest and not target.startswith(real_dest + os.sep):
+            raise DataError(f"{shown_path}: member {name!r} would be written to "
+                            f"{shown(target)}, outside {shown(real_dest)}")
+    staging = tempfile.mkdtemp(prefix=".tinynet-extract-", dir=real_dest)
     try:
         with _Archive(path, MemberChecker(shown_path, max_member_bytes, max_total_bytes,
                                           max_members)) as archive:
-            for member, name, kind in archive.members(keep_list=True):
-                target = os.path.realpath(os.path.join(real_dest, name))
-                if target != real_dest and not target.startswith(real_dest + os.sep):
-                    raise DataError(f"{shown_path}: member {member.name!r} would be "
-                                    f"written to {shown(target)}, outside "
-                                    f"{shown(real_dest)}")
+            for member, _name, kind in archive.members(keep_list=True):
                 if hasattr(tarfile, "data_filter"):
-                    archive.tar.extract(member, real_dest, filter="data")
+                    archive.tar.extract(member, staging, filter="data")
                 elif kind in ("file", "dir"):  # pragma: no cover - old Python
-                    archive.tar.extract(member, real_dest, set_attrs=False)
+                    archive.tar.extract(member, staging, set_attrs=False)
                 else:  # pragma: no cover - old Python: no filter to check links with
                     raise DataError(f"{shown_path}: member {member.name!r} is a link; this "
                                     f"Python has no tarfile data filter to extract links "
                                     f"safely")
+        _move_into(staging, real_dest, shown_path)
     except DataError:
         raise
     except _FILTER_ERRORS as e:
@@ -496,7 +504,26 @@ def safe_extract(path: str, dest: str, max_member_bytes: int | None = None,
     except _CORRUPT as e:
         raise DataError(f"{shown_path}: extraction into {shown(dest)} failed "
                         f"({_why(e)})") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return names
+
+
+def _move_into(src: str, dst: str, shown_path: str) -> None:
+    """Move every entry of folder ``src`` into folder ``dst``, one ``os.replace`` each (a
+    file replaces a file of its name); a folder that exists in both is filled entry by
+    entry. Entries of ``dst`` that are links are never followed."""
+    for entry in sorted(os.listdir(src)):
+        s, d = os.path.join(src, entry), os.path.join(dst, entry)
+        if os.path.isdir(s) and not os.path.islink(s) and os.path.isdir(d) \
+                and not os.path.islink(d):
+            _move_into(s, d, shown_path)
+            continue
+        try:
+            os.replace(s, d)
+        except OSError as e:
+            raise DataError(f"{shown_path}: cannot put {entry!r} at {shown(d)}: "
+                            f"{e.strerror or e}") from None
 
 
 __all__ = ["MemberChecker", "iter_files", "iter_members", "normalize_name", "safe_extract"]

@@ -164,3 +164,19 @@ def test_unbatched_none_reduction_backward_stays_on_the_arrays_device(xp, kernel
     assert xp.asnumpy(dz).dtype == np.float32
     np.testing.assert_array_equal(xp.asnumpy(dz), xp.asnumpy(dz_explicit))
     assert np.abs(xp.asnumpy(dz)).sum() > 0
+
+
+def test_a_loss_deep_copies_after_a_call():
+    """gradcheck and users deep-copy losses: nothing unpicklable (a module) is kept."""
+    import copy
+    for loss_fn in (CrossEntropyLoss(reduction="none"), MSELoss()):
+        z = np.zeros((2, 3), np.float32)
+        t = np.array([0, 2]) if isinstance(loss_fn, CrossEntropyLoss) else z + 1
+        loss_fn(z, t)
+        twin = copy.deepcopy(loss_fn)
+        np.testing.assert_array_equal(np.asarray(twin.backward(np.ones(2, np.float32))
+                                                 if loss_fn.reduction == "none"
+                                                 else twin.backward()),
+                                      np.asarray(loss_fn.backward(np.ones(2, np.float32))
+                                                 if loss_fn.reduction == "none"
+                                                 else loss_fn.backward()))

@@ -38,6 +38,19 @@ def _shape(a) -> tuple:
     return tuple(getattr(a, "shape", ()))
 
 
+def _first_array(cache):
+    """The first array in a kernel's cache (nested tuples searched in order): it lives
+    where the prediction did, so dL/dloss is made there too (a GPU array on a GPU)."""
+    items = list(cache) if isinstance(cache, (tuple, list)) else [cache]
+    while items:
+        item = items.pop(0)
+        if isinstance(item, (tuple, list)):
+            items[:0] = list(item)
+        elif hasattr(item, "shape") and hasattr(item, "dtype"):
+            return item
+    return None
+
+
 class _Loss:
     """Reduction, the kernel set of the last call, and the "call first" guard."""
 
@@ -52,7 +65,6 @@ class _Loss:
         self._cache = None
         self._kernels = None
         self._out_shape = None
-        self._xp = numpy
         self._dtype = None
 
     def _check_prediction(self, y, what: str = "input"):
@@ -83,8 +95,7 @@ class _Loss:
 
     def _run(self, *args):
         self._kernels = kernels.get_kernels()
-        self._xp = get_array_module(args[0])           # where the default dL/dloss lives
-        self._dtype = args[0].dtype
+        self._dtype = args[0].dtype                    # of the default dL/dloss
         loss, self._cache = getattr(kernels.ops(self._kernels), self.kernel + "_forward")(*args)
         self._out_shape = _shape(loss)
         if self.reduction == "none":
@@ -102,7 +113,8 @@ class _Loss:
                                  f"element, of shape {self._out_shape}; pass their gradient "
                                  f"as backward(grad) with that shape, got {_shape(grad)}")
         elif grad is None:
-            grad = 1.0 if self.reduction != "none" else self._xp.ones((), dtype=self._dtype)
+            grad = 1.0 if self.reduction != "none" else \
+                get_array_module(_first_array(self._cache)).ones((), dtype=self._dtype)
         backward = getattr(kernels.ops(self._kernels), self.kernel + "_backward")
         return backward(self._kernel_grad(grad), self._cache)
 

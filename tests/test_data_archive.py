@@ -160,10 +160,44 @@ def test_a_file_where_the_archive_has_a_folder_is_a_clear_error(tmp_path):
     dest = tmp_path / "out"
     dest.mkdir()
     (dest / "top").write_bytes(b"a file, not a folder")
-    with pytest.raises(DataError, match="cannot put 'top'"):
+    with pytest.raises(DataError, match="cannot extract folder 'top' into .*is not a folder"):
         archive.safe_extract(path, str(dest))
     assert sorted(os.listdir(dest)) == ["top"] and (dest / "top").read_bytes() == \
         b"a file, not a folder"
+
+
+def test_a_clash_is_found_before_anything_is_moved(tmp_path):
+    path = build(tmp_path / "two.tar", [("a", tarfile.DIRTYPE), ("a/x", tarfile.REGTYPE, b"x"),
+                                        ("b", tarfile.DIRTYPE), ("b/y", tarfile.REGTYPE, b"y")],
+                 mode="w")
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / "b").write_bytes(b"mine")
+    with pytest.raises(DataError, match="cannot extract folder 'b'"):
+        archive.safe_extract(path, str(dest))
+    assert sorted(os.listdir(dest)) == ["b"]            # 'a' was not moved in either
+
+
+def test_a_link_to_a_folder_inside_dest_is_filled(tmp_path):
+    path = build(tmp_path / "good.tar.gz", GOOD)
+    dest = tmp_path / "out"
+    (dest / "real").mkdir(parents=True)
+    os.symlink("real", dest / "top")
+    archive.safe_extract(path, str(dest))
+    assert os.readlink(dest / "top") == "real"          # the link is kept...
+    assert (dest / "real" / "a.txt").read_bytes() == b"alpha"   # ...and filled through
+    assert (dest / "real" / "sub" / "b.txt").read_bytes() == b"beta"
+
+
+def test_an_unwritable_dest_is_a_data_error(tmp_path, monkeypatch):
+    path = build(tmp_path / "good.tar.gz", GOOD)
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(archive.tempfile, "mkdtemp", refuse)
+    with pytest.raises(DataError, match="extraction into .* failed .*Permission denied"):
+        archive.safe_extract(path, str(tmp_path / "out"))
 
 
 def test_size_limits(tmp_path):

@@ -465,8 +465,12 @@ def safe_extract(path: str, dest: str, max_member_bytes: int | None = None,
     and nothing is written. Then the archive is extracted, with tarfile's ``"data"``
     filter where Python has it, into a hidden staging folder inside ``dest``, and each
     top-level entry is moved into place with one rename (folders already in ``dest``
-    are filled entry by entry). An interrupted extraction leaves no half-written file
-    in ``dest``: the staging folder is removed on the way out.
+    are filled entry by entry, through a link only when it leads to a folder inside
+    ``dest``). Every move is checked before the first one (a folder where the archive
+    has a file, or the other way round, is a DataError and nothing is moved), and an
+    interrupted extraction leaves no half-written file in ``dest``: the staging folder
+    is removed on the way out (only a killed process leaves it behind, as a hidden
+    ``.tinynet-extract-*`` folder).
     """
     path, dest = os.fspath(path), os.fspath(dest)
     shown_path = shown(path)
@@ -482,8 +486,9 @@ def safe_extract(path: str, dest: str, max_member_bytes: int | None = None,
         if target != real_dest and not target.startswith(real_dest + os.sep):
             raise DataError(f"{shown_path}: member {name!r} would be written to "
                             f"{shown(target)}, outside {shown(real_dest)}")
-    staging = tempfile.mkdtemp(prefix=".tinynet-extract-", dir=real_dest)
+    staging = None
     try:
+        staging = tempfile.mkdtemp(prefix=".tinynet-extract-", dir=real_dest)
         with _Archive(path, MemberChecker(shown_path, max_member_bytes, max_total_bytes,
                                           max_members)) as archive:
             for member, _name, kind in archive.members(keep_list=True):
@@ -495,7 +500,8 @@ def safe_extract(path: str, dest: str, max_member_bytes: int | None = None,
                     raise DataError(f"{shown_path}: member {member.name!r} is a link; this "
                                     f"Python has no tarfile data filter to extract links "
                                     f"safely")
-        _move_into(staging, real_dest, shown_path)
+        _check_moves(staging, real_dest, real_dest, shown_path)
+        _move_into(staging, real_dest, real_dest)
     except DataError:
         raise
     except _FILTER_ERRORS as e:
@@ -505,25 +511,55 @@ def safe_extract(path: str, dest: str, max_member_bytes: int | None = None,
         raise DataError(f"{shown_path}: extraction into {shown(dest)} failed "
                         f"({_why(e)})") from None
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
     return names
 
 
-def _move_into(src: str, dst: str, shown_path: str) -> None:
-    """Move every entry of folder ``src`` into folder ``dst``, one ``os.replace`` each (a
-    file replaces a file of its name); a folder that exists in both is filled entry by
-    entry. Entries of ``dst`` that are links are never followed."""
+def _folder_in(d: str, root: str) -> str | None:
+    """The folder ``d`` stands for inside ``root``: ``d`` itself when it is a real folder,
+    the folder a link at ``d`` resolves to when that lies inside ``root``, else None."""
+    if os.path.islink(d):
+        real = os.path.realpath(d)
+        inside = real == root or real.startswith(root + os.sep)
+        return real if inside and os.path.isdir(real) else None
+    return d if os.path.isdir(d) else None
+
+
+def _is_folder(path: str) -> bool:
+    return os.path.isdir(path) and not os.path.islink(path)
+
+
+def _check_moves(src: str, dst: str, root: str, shown_path: str) -> None:
+    """Before anything is moved: every entry of ``src`` can take its place in ``dst`` (a
+    folder merges into a folder, anything else replaces a file or link); else DataError."""
     for entry in sorted(os.listdir(src)):
         s, d = os.path.join(src, entry), os.path.join(dst, entry)
-        if os.path.isdir(s) and not os.path.islink(s) and os.path.isdir(d) \
-                and not os.path.islink(d):
-            _move_into(s, d, shown_path)
+        if not os.path.lexists(d):
             continue
-        try:
+        target = _folder_in(d, root)
+        if _is_folder(s):
+            if target is None:
+                raise DataError(f"{shown_path}: cannot extract folder {entry!r} into "
+                                f"{shown(dst)}: {shown(d)} is not a folder there")
+            _check_moves(s, target, root, shown_path)
+        elif _is_folder(d):
+            raise DataError(f"{shown_path}: cannot extract {entry!r} into {shown(dst)}: "
+                            f"{shown(d)} is a folder")
+
+
+def _move_into(src: str, dst: str, root: str) -> None:
+    """Move every entry of folder ``src`` into folder ``dst``, one ``os.replace`` each (a
+    file or link replaces a file or link of its name); a folder that exists in both is
+    filled entry by entry, through a link only when it leads to a folder inside
+    ``root``. ``_check_moves`` has checked that every move can be made."""
+    for entry in sorted(os.listdir(src)):
+        s, d = os.path.join(src, entry), os.path.join(dst, entry)
+        target = _folder_in(d, root) if _is_folder(s) and os.path.lexists(d) else None
+        if target is not None:
+            _move_into(s, target, root)
+        else:
             os.replace(s, d)
-        except OSError as e:
-            raise DataError(f"{shown_path}: cannot put {entry!r} at {shown(d)}: "
-                            f"{e.strerror or e}") from None
 
 
 __all__ = ["MemberChecker", "iter_files", "iter_members", "normalize_name", "safe_extract"]

@@ -237,7 +237,10 @@ def test_caller_mistakes_are_named_before_any_file_is_touched(tmp_path):
         tinynet.load(path, model=[1])
     with pytest.raises(TypeError, match="load: optimizer must be"):
         tinynet.load(path, model=model, optimizer="sgd")
-    assert tinynet.load(path, max_bytes=10**6, model=model).path == str(path)
+    for good in (10**6, np.int64(10**6), 1e6):         # whole numbers of any type
+        assert tinynet.load(path, max_bytes=good, model=model).path == str(path)
+    from tinynet import checkpoint_format, serialization
+    assert serialization.MAX_JSON_STRINGS == checkpoint_format.MAX_JSON_STRINGS  # read alias
 
 
 def test_missing_file_and_plain_npy_are_data_errors(tmp_path):

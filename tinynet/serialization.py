@@ -45,6 +45,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import numbers
 import os
 import zipfile
 from collections import OrderedDict
@@ -92,6 +93,15 @@ __all__ = ["ALLOWED_KINDS", "DEFAULT_MAX_BYTES", "DEFAULT_MAX_HEADER_BYTES", "FO
            "max_header_bytes", "read_header", "restore", "save"]
 
 MAX_MEMBERS = 10_000                 # arrays in one checkpoint
+
+
+def __getattr__(name: str):
+    """``serialization.MAX_JSON_CONTAINERS`` / ``MAX_JSON_STRINGS`` read the limits in
+    force; they are set in :mod:`tinynet.checkpoint_format`, where the header is checked."""
+    if name in ("MAX_JSON_CONTAINERS", "MAX_JSON_STRINGS"):
+        from . import checkpoint_format
+        return getattr(checkpoint_format, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 DEFAULT_MAX_BYTES = 16 << 30         # all arrays together
 DEFAULT_MAX_HEADER_BYTES = 16 << 20  # the JSON header (about 800,000 steps of history)
 MAX_BYTES_ENV = "TINYNET_CHECKPOINT_MAX_BYTES"
@@ -168,6 +178,20 @@ def _host_array(value: Any, what: str) -> numpy.ndarray:
         raise TypeError(f"save: {what} has dtype {array.dtype}; a checkpoint holds only "
                         f"bool, integer and floating arrays of at most 8 bytes per value")
     return array
+
+
+def _byte_count(value) -> int:
+    """``load``'s ``max_bytes`` as an int: a whole number >= 1 (``10**6``, ``np.int64``,
+    ``1e6``), else an ArgumentError that says what it got."""
+    whole = isinstance(value, numbers.Integral) or (
+        isinstance(value, numbers.Real) and math.isfinite(value) and value == int(value))
+    if isinstance(value, bool) or not whole or value < 1:
+        shown = repr(value) if isinstance(value, (numbers.Number, str)) \
+            else f"a {type(value).__name__}"
+        hint = " (pass a model as model=...)" if hasattr(value, "state_dict") else ""
+        raise ArgumentError(f"load: max_bytes must be a whole number of bytes >= 1 or None, "
+                            f"got {shown}{hint}")
+    return int(value)
 
 
 def _check_has(obj, name: str, expected: str, methods: tuple) -> None:
@@ -333,12 +357,8 @@ def load(path: str, max_bytes: int | None = None, *, model=None,
     path = os.fspath(path)
     if max_bytes is None:
         max_bytes = _env_limit(MAX_BYTES_ENV, DEFAULT_MAX_BYTES)
-    elif isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
-        shown = repr(max_bytes) if isinstance(max_bytes, (int, float, str)) \
-            else f"a {type(max_bytes).__name__}"
-        hint = " (pass a model as model=...)" if hasattr(max_bytes, "state_dict") else ""
-        raise ArgumentError(f"load: max_bytes must be a whole number of bytes >= 1 or None, "
-                            f"got {shown}{hint}")
+    else:
+        max_bytes = _byte_count(max_bytes)
     if model is not None:
         _check_has(model, "load: model", "a tinynet Module or None", ("check_state_dict",))
     if optimizer is not None:

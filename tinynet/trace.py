@@ -189,8 +189,8 @@ class Trace:
         shapes in and out, then statistics of what flowed out: mean, std, the largest
         magnitude ``max|v|``, the L2 norm, the share of exact zeros, and the milliseconds.
         The dtype goes on the first line when every call had the same one (else a column).
-        The width follows the values; the study models' tables at batch 64 are 92-99
-        columns wide.
+        The width follows the values (milliseconds take at most five characters below
+        10 s); the study models' tables at batch 64 are 92-99 columns wide.
         """
         rows = self.rows(phase)
         dtypes = sorted({r["dtype"] for r in rows})
@@ -205,7 +205,7 @@ class Trace:
                          + ([r["dtype"]] if len(dtypes) > 1 else [])
                          + [_fmt(r["mean"]), _fmt(r["std"]), _fmt(big), _fmt(r["norm"]) + star,
                             "-" if r["zeros"] is None else f"{100 * r['zeros']:.1f}%",
-                            f"{1000 * r['seconds']:.3f}"])
+                            _fmt_ms(r["seconds"])])
         used = sorted({r["kernels"] for r in self._rows}) or [get_kernels()]
         first = f"{' and '.join(used)} kernels (tinynet.set_kernels)"
         if len(dtypes) == 1:
@@ -284,6 +284,15 @@ def _fmt(v) -> str:
         mantissa, exponent = text.split("e")
         text = f"{mantissa}e{int(exponent)}"
     return text
+
+
+def _fmt_ms(seconds: float) -> str:
+    """Milliseconds in five characters up to 10 s: ``0.674``, ``12.35``, ``571.2``, ``2048``."""
+    ms = 1000 * seconds
+    for limit, digits in ((10, 3), (100, 2), (1000, 1)):
+        if ms < limit:
+            return f"{ms:.{digits}f}"
+    return f"{ms:.0f}"
 
 
 def _fmt_shape(s) -> str:

@@ -185,3 +185,36 @@ def test_bad_inputs_raise_clear_errors():
         BatchNorm1d(2).backward(np.zeros((2, 2), np.float32))
     model.eval()
     assert model(np.zeros((1, 4), np.float32)).shape == (1, 4)   # eval: one sample is fine
+
+
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("shape", [(8, 16, 24, 24), (8, 300, 12, 12), (4, 16, 2, 2)])
+def test_tiled_channel_vectors_give_the_broadcast_results_bit_for_bit(shape, train,
+                                                                      monkeypatch):
+    """The fast kernel's long-row passes (a (C,) vector tiled along channels-last rows)
+    must compute exactly what the plain broadcast computes."""
+    from tinynet.functional.fast import normalization as fast
+    rng = np.random.default_rng(0)
+    n, c, h, w = shape
+    x = (3 + 2 * rng.standard_normal((n, h, w, c))).astype(np.float32).transpose(0, 3, 1, 2)
+    dy = rng.standard_normal((n, h, w, c)).astype(np.float32).transpose(0, 3, 1, 2)
+    gamma, beta = rng.random(c, dtype=np.float32) + 0.5, rng.random(c, dtype=np.float32)
+    stats = {} if train else {"running_mean": rng.random(c, dtype=np.float32),
+                              "running_var": rng.random(c, dtype=np.float32) + 0.5}
+    seen = []
+    real = fast._Channels.__init__
+
+    def spy(self, *args):
+        real(self, *args)
+        seen.append(self.long)
+
+    monkeypatch.setattr(fast._Channels, "__init__", spy)
+    results, default = [], fast.LONG_FROM
+    for long_from in (default, 1 << 62):                  # default, then never tiled
+        monkeypatch.setattr(fast, "LONG_FROM", long_from)
+        y, cache = fast.batch_norm_forward(x, gamma, beta, 1e-5, **stats)
+        results.append((y, *fast.norm_backward(dy, cache)))
+    assert seen[:2] == [c < fast.LONG_BELOW and x.size >= default] * 2
+    assert seen[2:] == [False, False]
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)

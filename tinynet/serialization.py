@@ -93,6 +93,12 @@ __all__ = ["ALLOWED_KINDS", "DEFAULT_MAX_BYTES", "DEFAULT_MAX_HEADER_BYTES", "FO
            "max_header_bytes", "read_header", "restore", "save"]
 
 MAX_MEMBERS = 10_000                 # arrays in one checkpoint
+DEFAULT_MAX_BYTES = 16 << 30         # all arrays together
+DEFAULT_MAX_HEADER_BYTES = 16 << 20  # the JSON header (about 800,000 steps of history)
+MAX_BYTES_ENV = "TINYNET_CHECKPOINT_MAX_BYTES"
+ALLOWED_KINDS = "biuf"               # bool, signed and unsigned ints, floats
+# Kept for code that imported it: the default header limit.
+MAX_HEADER_BYTES = DEFAULT_MAX_HEADER_BYTES
 
 
 def __getattr__(name: str):
@@ -102,12 +108,6 @@ def __getattr__(name: str):
         from . import checkpoint_format
         return getattr(checkpoint_format, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-DEFAULT_MAX_BYTES = 16 << 30         # all arrays together
-DEFAULT_MAX_HEADER_BYTES = 16 << 20  # the JSON header (about 800,000 steps of history)
-MAX_BYTES_ENV = "TINYNET_CHECKPOINT_MAX_BYTES"
-ALLOWED_KINDS = "biuf"               # bool, signed and unsigned ints, floats
-# Kept for code that imported it: the default header limit.
-MAX_HEADER_BYTES = DEFAULT_MAX_HEADER_BYTES
 
 
 def _env_limit(name: str, default: int) -> int:

@@ -500,8 +500,8 @@ def safe_extract(path: str, dest: str, max_member_bytes: int | None = None,
                     raise DataError(f"{shown_path}: member {member.name!r} is a link; this "
                                     f"Python has no tarfile data filter to extract links "
                                     f"safely")
-        _check_moves(staging, real_dest, real_dest, shown_path)
-        _move_into(staging, real_dest, real_dest)
+        for source, target in _moves(staging, real_dest, real_dest, shown_path):
+            os.replace(source, target)
     except DataError:
         raise
     except _FILTER_ERRORS as e:
@@ -530,36 +530,28 @@ def _is_folder(path: str) -> bool:
     return os.path.isdir(path) and not os.path.islink(path)
 
 
-def _check_moves(src: str, dst: str, root: str, shown_path: str) -> None:
-    """Before anything is moved: every entry of ``src`` can take its place in ``dst`` (a
-    folder merges into a folder, anything else replaces a file or link); else DataError."""
+def _moves(src: str, dst: str, root: str, shown_path: str) -> list[tuple[str, str]]:
+    """The renames that put every entry of folder ``src`` into folder ``dst``: one per
+    entry (a file or link replaces a file or link of its name), except that a folder
+    which exists in both is filled entry by entry, through a link only when it leads to a
+    folder inside ``root``. A DataError, before anything is moved, if an entry cannot
+    take its place (a folder where ``dst`` has something else, or the other way round)."""
+    renames = []
     for entry in sorted(os.listdir(src)):
         s, d = os.path.join(src, entry), os.path.join(dst, entry)
-        if not os.path.lexists(d):
-            continue
-        target = _folder_in(d, root)
-        if _is_folder(s):
-            if target is None:
-                raise DataError(f"{shown_path}: cannot extract folder {entry!r} into "
-                                f"{shown(dst)}: {shown(d)} is not a folder there")
-            _check_moves(s, target, root, shown_path)
-        elif _is_folder(d):
-            raise DataError(f"{shown_path}: cannot extract {entry!r} into {shown(dst)}: "
-                            f"{shown(d)} is a folder")
-
-
-def _move_into(src: str, dst: str, root: str) -> None:
-    """Move every entry of folder ``src`` into folder ``dst``, one ``os.replace`` each (a
-    file or link replaces a file or link of its name); a folder that exists in both is
-    filled entry by entry, through a link only when it leads to a folder inside
-    ``root``. ``_check_moves`` has checked that every move can be made."""
-    for entry in sorted(os.listdir(src)):
-        s, d = os.path.join(src, entry), os.path.join(dst, entry)
-        target = _folder_in(d, root) if _is_folder(s) and os.path.lexists(d) else None
-        if target is not None:
-            _move_into(s, target, root)
-        else:
-            os.replace(s, d)
+        if os.path.lexists(d):
+            if _is_folder(s):
+                target = _folder_in(d, root)
+                if target is None:
+                    raise DataError(f"{shown_path}: cannot extract folder {entry!r} into "
+                                    f"{shown(dst)}: {shown(d)} is not a folder there")
+                renames += _moves(s, target, root, shown_path)
+                continue
+            if _is_folder(d):
+                raise DataError(f"{shown_path}: cannot extract {entry!r} into "
+                                f"{shown(dst)}: {shown(d)} is a folder")
+        renames.append((s, d))
+    return renames
 
 
 __all__ = ["MemberChecker", "iter_files", "iter_members", "normalize_name", "safe_extract"]

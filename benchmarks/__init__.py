@@ -8,7 +8,9 @@ Run ``python -m benchmarks`` (or ``tinynet bench``); ``--help`` lists the option
   training steps, each with its tinynet and PyTorch callables and, for steps, the
   matrix products of the step alone (the "GEMM floor");
 * :mod:`benchmarks.report`  the machine header, the markdown table, the JSON, the PNG;
-* :mod:`benchmarks.variants` tinynet's default against one thread and against the reference kernels.
+* :mod:`benchmarks.variants` tinynet's default against one thread and against the reference kernels;
+* :mod:`benchmarks.floor`   the base MLP step as straight-line NumPy: is the goal reachable here?
+* :mod:`benchmarks.profile` where a tinynet step spends its time, layer by layer.
 
 TF32 is disabled before CuPy can be imported (``CUPY_TF32=0``), so a GPU run compares
 full float32 products on both sides.

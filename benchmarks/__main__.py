@@ -146,11 +146,7 @@ def main(argv: list[str] | None = None, prog: str = "tinynet bench") -> int:
         print("\n".join(c.name for c in cases))
         return 0
     writable_folder(parser, args.out, "--out")
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        raise SystemExit("the benchmarks compare with PyTorch, which is not installed: "
-                         "pip install torch") from None
+    C.require_torch()
     if args.device == "cuda":
         _cuda_setup(parser)
     repeats = args.repeats if args.repeats is not None else (3 if args.quick else 5)

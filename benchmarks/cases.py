@@ -76,6 +76,16 @@ def _torch():
     return torch
 
 
+def require_torch() -> None:
+    """Exit with one line saying how to get PyTorch when it is not installed (every
+    benchmark command compares with it)."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise SystemExit("the benchmarks compare with PyTorch, which is not installed: "
+                         "pip install torch") from None
+
+
 def _xp(device: str):
     if device == "cuda":
         from tinynet.backend import cupy_module

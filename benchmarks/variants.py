@@ -167,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     from .timing import Timer, set_threads
     models, batches = args.models, args.batches
     writable_folder(p, args.out, "--out")
+    C.require_torch()
     threads = set_threads(args.threads)
     timer = Timer(pause=args.pause, min_block=args.min_block, rewarm=args.rewarm)
     head = machine_header("cpu", threads, timer, args.repeats)

@@ -84,7 +84,8 @@ def test_cuda_without_a_gpu_is_a_usage_error(prog, monkeypatch, capsys):
 
 
 
-@pytest.mark.parametrize("module", ["benchmarks.__main__", "benchmarks.variants"])
+@pytest.mark.parametrize("module", ["benchmarks.__main__", "benchmarks.variants",
+                                    "benchmarks.floor"])
 @pytest.mark.parametrize("args, expected", [
     (["--repeats", "0"], "--repeats: expected a whole number >= 1, got '0'"),
     (["--threads", "0"], "--threads: expected a whole number >= 1, got '0'"),
@@ -104,7 +105,8 @@ def test_bad_numbers_are_usage_errors_before_any_timing(module, args, expected, 
     assert expected in err and err.count("\n") == 1
 
 
-@pytest.mark.parametrize("module", ["benchmarks.__main__", "benchmarks.variants"])
+@pytest.mark.parametrize("module", ["benchmarks.__main__", "benchmarks.variants",
+                                    "benchmarks.floor"])
 def test_unwritable_out_is_refused_before_any_timing(module, tmp_path, capsys):
     import importlib
     main = importlib.import_module(module).main
@@ -114,6 +116,19 @@ def test_unwritable_out_is_refused_before_any_timing(module, tmp_path, capsys):
         main(["--out", str(blocker / "results")])
     assert e.value.code == 2
     assert "--out folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("module", ["benchmarks.__main__", "benchmarks.variants",
+                                    "benchmarks.floor"])
+def test_without_torch_one_line_says_how_to_get_it(module, monkeypatch, tmp_path):
+    import importlib
+    import sys
+    main = importlib.import_module(module).main
+    monkeypatch.setitem(sys.modules, "torch", None)        # import torch -> ImportError
+    with pytest.raises(SystemExit) as e:
+        main(["--out", str(tmp_path)])
+    assert e.value.code == ("the benchmarks compare with PyTorch, which is not installed: "
+                            "pip install torch")
 
 
 def test_list_names_every_case(capsys):
@@ -192,3 +207,49 @@ def test_variants_time_every_setting(tmp_path, capsys):
     assert row["fast_over_one_thread"] == pytest.approx(
         row["seconds"]["fast"] / row["seconds"]["fast, 1 thread"])
     assert "| base MLP step | 8 |" in (tmp_path / "variants.md").read_text()
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_numpy_floor_computes_tinynets_step(dtype):
+    """The floor is a fair floor only if it does the whole step: three SGD steps of it
+    leave the base MLP's parameters where tinynet's three steps leave them."""
+    import numpy
+
+    import tinynet
+    from benchmarks.floor import floor_step
+    from tinynet import models
+
+    def base():
+        tinynet.manual_seed(3)
+        return models.build("base").to(dtype=dtype)
+    ours, floor = base(), base()
+    rng = numpy.random.default_rng(0)
+    x = rng.random((16, 784)).astype(dtype)
+    t = rng.integers(0, 10, 16)
+    loss_fn, opt = tinynet.CrossEntropyLoss(), tinynet.SGD(ours.parameters(), lr=0.1)
+    step = floor_step([p.data for p in floor.parameters()], x, t, 0.1)
+    for _ in range(3):
+        loss = float(loss_fn(ours(x.reshape(16, 1, 28, 28)), t))
+        opt.zero_grad()
+        ours.backward(loss_fn.backward(), input_grad=False)
+        opt.step()
+        assert step() == pytest.approx(loss, rel=1e-12 if dtype == "float64" else 1e-5)
+    tol = dict(rtol=1e-10, atol=1e-12) if dtype == "float64" else dict(rtol=1e-4, atol=1e-6)
+    for (name, a), b in zip(ours.named_parameters(), floor.parameters(), strict=True):
+        assert not numpy.array_equal(a.data, base().state_dict()[name]), name   # it moved
+        numpy.testing.assert_allclose(b.data, a.data, err_msg=name, **tol)
+
+
+def test_floor_times_every_side(tmp_path, capsys):
+    from benchmarks.floor import SIDES, main
+    rc = main(["--batches", "8", "--repeats", "1", "--pause", "0", "--min-block", "0.001",
+               "--rewarm", "0", "--threads", "1", "--out", str(tmp_path)])
+    assert rc == 0
+    data = json.loads((tmp_path / "floor.json").read_text())
+    (row,) = data["results"]
+    assert set(row["seconds"]) == set(SIDES)
+    assert row["tinynet_over_floor"] == pytest.approx(
+        row["seconds"]["tinynet"] / row["seconds"]["numpy floor"])
+    md = (tmp_path / "floor.md").read_text()
+    assert "\n| 8 | " in md and "NumPy floor is " in md
+    assert capsys.readouterr().out.startswith("# base MLP floor on ")

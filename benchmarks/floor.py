@@ -199,6 +199,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
+    from .cases import require_torch
     from .report import (
         load_average,
         machine_header,
@@ -206,7 +207,6 @@ def main(argv: list[str] | None = None) -> int:
         write_json,
         write_markdown,
     )
-    from .cases import require_torch
     from .timing import Timer, set_threads
     writable_folder(p, args.out, "--out")
     require_torch()

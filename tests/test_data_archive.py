@@ -155,6 +155,46 @@ def test_interrupted_extraction_leaves_no_partial_file(tmp_path, monkeypatch):
     assert os.listdir(dest) == []                        # ...but only in the staging folder
 
 
+@pytest.mark.skipif(os.name != "posix", reason="stale staging folders are found by POSIX pid")
+def test_a_killed_extractions_staging_folder_is_removed_by_the_next(tmp_path):
+    """A SIGKILL leaves the hidden staging folder; the next extraction on this host
+    removes it once its process is gone, and nothing of a live process or another host."""
+    import subprocess
+    import sys
+    path = build(tmp_path / "good.tar.gz", GOOD)
+    dest = tmp_path / "out"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = archive._host()
+    stale = dest / f"{archive.STAGING_PREFIX}{host}-{dead.pid}-abc123"
+    live = dest / f"{archive.STAGING_PREFIX}{host}-{os.getppid()}-def456"
+    other = dest / f"{archive.STAGING_PREFIX}{host}x-{dead.pid}-ghi789"
+    mine = dest / ".tinynet-extract-mine"
+    for folder in (stale, live, other, mine):
+        (folder / "top").mkdir(parents=True)
+        (folder / "top" / "half.txt").write_bytes(b"half")
+    archive.safe_extract(path, str(dest))
+    assert sorted(os.listdir(dest)) == sorted([live.name, other.name, mine.name, "top"])
+    assert (dest / "top" / "a.txt").read_bytes() == b"alpha"
+
+
+def test_the_staging_folder_names_host_and_process(tmp_path, monkeypatch):
+    path = build(tmp_path / "good.tar.gz", GOOD)
+    made = []
+    real = archive.tempfile.mkdtemp
+
+    def spy(*args, **kwargs):
+        made.append(real(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(archive.tempfile, "mkdtemp", spy)
+    archive.safe_extract(path, str(tmp_path / "out"))
+    (folder,) = made
+    assert os.path.basename(folder).startswith(
+        f"{archive.STAGING_PREFIX}{archive._host()}-{os.getpid()}-")
+    assert not os.path.exists(folder)
+
+
 def test_a_file_where_the_archive_has_a_folder_is_a_clear_error(tmp_path):
     path = build(tmp_path / "good.tar.gz", GOOD)
     dest = tmp_path / "out"

@@ -41,7 +41,9 @@ import bz2
 import gzip
 import os
 import posixpath
+import re
 import shutil
+import socket
 import tarfile
 import tempfile
 import zlib
@@ -469,8 +471,9 @@ def safe_extract(path: str, dest: str, max_member_bytes: int | None = None,
     ``dest``). Every move is checked before the first one (a folder where the archive
     has a file, or the other way round, is a DataError and nothing is moved), and an
     interrupted extraction leaves no half-written file in ``dest``: the staging folder
-    is removed on the way out (only a killed process leaves it behind, as a hidden
-    ``.tinynet-extract-*`` folder).
+    is removed on the way out. A killed process cannot remove it; its hidden
+    ``.tinynet-extract-<host>-<pid>-*`` folder is removed by the next extraction into
+    ``dest`` on the same host once that process no longer runs.
     """
     path, dest = os.fspath(path), os.fspath(dest)
     shown_path = shown(path)
@@ -488,7 +491,8 @@ def safe_extract(path: str, dest: str, max_member_bytes: int | None = None,
                             f"{shown(target)}, outside {shown(real_dest)}")
     staging = None
     try:
-        staging = tempfile.mkdtemp(prefix=".tinynet-extract-", dir=real_dest)
+        _remove_stale_staging(real_dest)
+        staging = tempfile.mkdtemp(prefix=_staging_prefix(), dir=real_dest)
         with _Archive(path, MemberChecker(shown_path, max_member_bytes, max_total_bytes,
                                           max_members)) as archive:
             for member, _name, kind in archive.members(keep_list=True):
@@ -514,6 +518,43 @@ def safe_extract(path: str, dest: str, max_member_bytes: int | None = None,
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
     return names
+
+
+STAGING_PREFIX = ".tinynet-extract-"
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
+
+
+def _staging_prefix() -> str:
+    """``.tinynet-extract-<host>-<pid>-``: which process a staging folder belongs to."""
+    return f"{STAGING_PREFIX}{_host()}-{os.getpid()}-"
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` of this host still runs (signal 0 only asks)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:                  # it runs, as another user (PermissionError)
+        return True
+    return True
+
+
+def _remove_stale_staging(dest: str) -> None:
+    """Remove the staging folders in ``dest`` that a killed extraction of this host
+    left: their process no longer runs. A folder of another host (a shared disk) or of a
+    running process is left alone; so is everything on systems without POSIX signals,
+    where ``os.kill`` with signal 0 would not merely ask."""
+    if os.name != "posix":
+        return
+    pattern = re.compile(re.escape(STAGING_PREFIX + _host()) + r"-(\d+)-[^/]+")
+    for entry in os.listdir(dest):
+        match = pattern.fullmatch(entry)
+        if match and int(match.group(1)) != os.getpid() and not _running(int(match.group(1))):
+            shutil.rmtree(os.path.join(dest, entry), ignore_errors=True)
 
 
 def _folder_in(d: str, root: str) -> str | None:

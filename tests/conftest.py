@@ -6,8 +6,8 @@ Fixture names are a contract other test files rely on; keep them stable.
   :mod:`tinynet.testing.strictxp`) and ``"cupy"`` (skipped unless a GPU is usable). The
   value is a :class:`Backend` with ``.xp``, ``.name``, ``.asarray(np_array)``,
   ``.asnumpy(array)`` and ``.to(model)``.
-* ``shared_data``: the folder holding ``mnist/`` and ``cifar10-jpeg/`` (``$TINYNET_DATA``,
-  else ``<repo>/../shared/data``); the test is skipped when it is absent.
+* ``shared_data``: the folder holding ``mnist/`` and ``cifar10-jpeg/``, ``$TINYNET_DATA``
+  only (``make test`` exports it); the test is skipped when it is unset or absent.
 * ``torch``: the ``torch`` module, or a skip when it is not installed.
 * ``kernels``: parametrised over ``"reference"`` and ``"fast"``; the test body runs with
   that kernel set in force (``tinynet.use_kernels``), and the fixture's value is its name.
@@ -23,8 +23,6 @@ import pytest
 
 from tinynet import backend
 from tinynet.testing import strictxp
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class Backend:
@@ -110,17 +108,20 @@ def device_xp(request) -> Backend:
 
 
 # Read once at import: tests that isolate themselves delete TINYNET_DATA with monkeypatch,
-# possibly before this fixture runs, and must still find the shared files.
-_SHARED_DATA = os.path.abspath(
-    os.environ.get("TINYNET_DATA") or os.path.join(REPO, "..", "shared", "data"))
+# possibly before this fixture runs, and must still find the shared files. Only the
+# variable is read: no fallback to a folder outside the checkout.
+_SHARED_DATA = os.environ.get("TINYNET_DATA") or None
 
 
 @pytest.fixture
 def shared_data() -> str:
-    """The shared data folder (``$TINYNET_DATA`` at start-up, or ``<repo>/../shared/data``)."""
-    folder = _SHARED_DATA
+    """The shared data folder: ``$TINYNET_DATA`` as it was at start-up."""
+    if _SHARED_DATA is None:
+        pytest.skip("TINYNET_DATA is not set: set it to the folder holding mnist/ and "
+                    "cifar10-jpeg/ (make test sets it)")
+    folder = os.path.abspath(_SHARED_DATA)
     if not os.path.isdir(folder):
-        pytest.skip(f"shared data folder {folder} not found (set TINYNET_DATA)")
+        pytest.skip(f"TINYNET_DATA={_SHARED_DATA!r}: folder {folder} not found")
     return folder
 
 

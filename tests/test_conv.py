@@ -3,8 +3,10 @@ contract, PyTorch; dilation, groups and padding modes."""
 
 from __future__ import annotations
 
+import hypothesis
 import numpy as np
 import pytest
+from hypothesis import strategies as st
 
 import tinynet
 from tinynet import functional
@@ -214,10 +216,6 @@ def test_matches_pytorch_float32(case, torch, kernels):
     np.testing.assert_allclose(layer.weight.grad, twin.weight.grad.numpy(), rtol=1e-4, atol=1e-4)
     if bias:
         np.testing.assert_allclose(layer.bias.grad, twin.bias.grad.numpy(), rtol=1e-4, atol=1e-4)
-
-
-hypothesis = pytest.importorskip("hypothesis", reason="hypothesis draws random conv shapes")
-st = hypothesis.strategies
 
 
 @hypothesis.settings(max_examples=40, deadline=None, derandomize=True)

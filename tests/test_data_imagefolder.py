@@ -325,9 +325,12 @@ def test_cache_disabled_writes_nothing(tmp_path, private_cache):
 
 
 @pytest.mark.slow  # decodes 60,000 JPEGs once: about 10 s on one core
-def test_cifar10_jpeg_shared_copy(shared_data, monkeypatch):
+def test_cifar10_jpeg_shared_copy(shared_data, monkeypatch, private_cache):
     monkeypatch.setenv("TINYNET_DATA", str(shared_data))
+    assert tinynet.data.cache_dir() == str(private_cache)  # never the user's ~/.cache
     x, y = tinynet.data.load("cifar10-jpeg", "test", download=False)  # decodes both splits
+    cached = sorted(os.listdir(private_cache / "imagefolder"))  # both splits, in tmp only
+    assert len(cached) == 2 and all(c.startswith("cifar10-jpeg") for c in cached), cached
     assert x.shape == (10000, 32, 32, 3) and x.dtype == np.uint8
     assert y.dtype == np.int64 and np.bincount(y, minlength=10).tolist() == [1000] * 10
     _forbid_decoding(monkeypatch)  # the train split now comes from the cache

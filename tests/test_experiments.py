@@ -26,9 +26,16 @@ def _has_torch() -> bool:
     return common.torch_available()
 
 
+@pytest.fixture(scope="session")
+def _session_cache(tmp_path_factory):
+    """One tmp cache for the session: CIFAR-10 JPEGs are decoded once, never into ~/.cache."""
+    return str(tmp_path_factory.mktemp("tinynet-cache"))
+
+
 @pytest.fixture
-def data_env(shared_data, monkeypatch):
+def data_env(shared_data, monkeypatch, _session_cache):
     monkeypatch.setenv("TINYNET_DATA", shared_data)
+    monkeypatch.setenv("TINYNET_CACHE", _session_cache)
     return shared_data
 
 
@@ -43,8 +50,7 @@ def _study_params():
 @pytest.mark.parametrize("name", _study_params())
 def test_quick_run_writes_table_json_and_plots(name, data_env, tmp_path, capsys, monkeypatch):
     mod = registry.load_study(name)
-    if mod is None:
-        pytest.skip(f"experiments/{registry.STUDIES[name]}.py does not exist yet")
+    assert mod is not None, f"experiments/{registry.STUDIES[name]}.py does not exist"
     assert mod.NAME == name and isinstance(mod.TITLE, str) and mod.TITLE
     saved, real_save = {}, common.save_plot
 
@@ -89,8 +95,12 @@ def _check_twin_agrees(runs):
         ours, twin = runs[key]["tinynet"], runs[key]["torch"]
         n = len(twin["test_acc"])
         assert n >= 1
-        np.testing.assert_allclose(ours["test_acc"][:n], twin["test_acc"], atol=0.5)
-        np.testing.assert_allclose(ours["train_loss"][:n], twin["train_loss"], rtol=1e-3)
+        # float32 on both sides, summed in other orders: at most one of the QUICK_TEST
+        # images may flip at a decision boundary (measured: identical accuracies)
+        np.testing.assert_allclose(ours["test_acc"][:n], twin["test_acc"],
+                                   atol=100 / common.QUICK_TEST + 1e-9, rtol=0)
+        # epoch-mean losses: measured 2e-8 relative; 1e-6 is ~8 float32 ulps
+        np.testing.assert_allclose(ours["train_loss"][:n], twin["train_loss"], rtol=1e-6)
 
 
 def _tiny_data(n=192, seed=3):
@@ -271,7 +281,9 @@ def test_missing_twin_alone_is_trained_from_the_same_start(capsys):
     assert both["tinynet"]["steps"] == previous["a"]["tinynet"]["steps"]   # not retrained
     assert both["provenance"]["tinynet"] == "earlier" and both["provenance"]["torch"]
     assert both["twin_start"]["relative_difference"] < 1e-5
-    np.testing.assert_allclose(both["torch"]["steps"], alone["tinynet"]["steps"], rtol=1e-4)
+    # float32 step losses of the twin vs tinynet: measured 1.05e-7 relative (1 ulp);
+    # 1e-6 is ~8 float32 ulps
+    np.testing.assert_allclose(both["torch"]["steps"], alone["tinynet"]["steps"], rtol=1e-6)
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -3,8 +3,10 @@ on the reference and the fast kernels."""
 
 from __future__ import annotations
 
+import hypothesis
 import numpy as np
 import pytest
+from hypothesis import strategies as st
 
 import tinynet
 from tinynet.errors import DTypeError, ShapeError
@@ -159,10 +161,6 @@ def test_bad_arguments_and_inputs():
         layer.backward(np.zeros((1, 1, 3, 3), np.float32))
     with pytest.raises(RuntimeError, match="before forward"):
         MaxPool2d(2).backward(np.zeros((1, 1, 1, 1), np.float32))
-
-
-hypothesis = pytest.importorskip("hypothesis", reason="hypothesis draws random pool shapes")
-st = hypothesis.strategies
 
 
 @hypothesis.settings(max_examples=40, deadline=None, derandomize=True)

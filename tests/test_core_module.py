@@ -278,3 +278,115 @@ def test_assigning_a_module_or_parameter_after_none_replaces_the_plain_attribute
     assert isinstance(m.w, Parameter) and "w" in dict(m.named_parameters())
     m.w = None  # and back: no longer a parameter
     assert m.w is None and "w" not in dict(m.named_parameters())
+
+
+# ----------------------------------------------------------------- shared modules, tying
+def test_a_layer_held_twice_is_listed_once_and_its_backward_refused(torch):
+    """PyTorch counts a shared layer's parameters once and keeps a state_dict key per
+    place. tinynet does the same, and refuses the backward: without autograd the layer
+    would back-propagate its earlier use with its later use's cache."""
+    tinynet.manual_seed(0)
+    shared = Linear(3, 3)
+    m = Sequential(shared, tinynet.Tanh(), shared).double()
+    t = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Tanh())
+    t.append(t[0])
+    assert [n for n, _ in m.named_parameters()] == [n for n, _ in t.named_parameters()] \
+        == ["0.weight", "0.bias"]
+    assert tinynet.count_parameters(m) == sum(p.numel() for p in t.parameters()) == 12
+    assert list(m.state_dict()) == list(t.state_dict()) == \
+        ["0.weight", "0.bias", "2.weight", "2.bias"]
+    assert [n for n, _ in m.named_modules()] == ["", "0", "1"]
+    assert len(list(m.named_modules(remove_duplicate=False))) == 4
+    m.load_state_dict({k: v.copy() for k, v in m.state_dict().items()})   # both keys accepted
+    y = m(np.ones((2, 3)))                                  # inference is fine
+    with pytest.raises(tinynet.ArgumentError,
+                       match=r"one Linear instance is used at '0' and at '2'.*separate"):
+        m.backward(np.ones_like(y))
+    assert shared.weight.grad is None
+
+
+def test_a_shared_activation_in_a_nested_model_is_named():
+    act = ReLU()
+    m = Sequential(Linear(2, 2), act, Sequential(Linear(2, 2), act))
+    y = m(np.ones((1, 2), dtype=np.float32))
+    with pytest.raises(tinynet.ArgumentError, match=r"ReLU instance is used at '1' and at '2.1'"):
+        m.backward(np.ones_like(y))
+
+
+def test_tied_weights_get_the_sum_of_both_gradients_as_in_torch(torch):
+    """Sharing the Parameter (not the layer) is how to tie weights: each use adds its
+    gradient, and the optimizer sees the parameter once."""
+    tinynet.manual_seed(1)
+    a, b = Linear(4, 4), Linear(4, 4)
+    b.weight = a.weight
+    m = Sequential(a, tinynet.Tanh(), b).double()
+    assert [n for n, _ in m.named_parameters()] == ["0.weight", "0.bias", "2.bias"]
+    ta, tb = torch.nn.Linear(4, 4).double(), torch.nn.Linear(4, 4).double()
+    with torch.no_grad():
+        ta.weight.copy_(torch.from_numpy(a.weight.data))
+        ta.bias.copy_(torch.from_numpy(a.bias.data))
+        tb.bias.copy_(torch.from_numpy(b.bias.data))
+    tb.weight = ta.weight
+    x = np.random.default_rng(0).standard_normal((5, 4))
+    tx = torch.from_numpy(x)
+    tb(torch.tanh(ta(tx))).pow(2).sum().backward()
+    y = m(x)
+    m.backward(2 * y)
+    np.testing.assert_allclose(a.weight.grad, ta.weight.grad.numpy(), rtol=1e-12, atol=1e-14)
+    opt = tinynet.SGD(m.parameters(), lr=0.1)
+    before = a.weight.data.copy()
+    opt.step()
+    np.testing.assert_allclose(a.weight.data, before - 0.1 * a.weight.grad, rtol=1e-15)
+
+
+def test_a_slice_keeps_the_names_as_torch_does(torch):
+    model = models.build("base")
+    twin = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 512), torch.nn.ReLU(),
+                               torch.nn.Linear(512, 512), torch.nn.ReLU(),
+                               torch.nn.Linear(512, 10))
+    part = model[1:4]
+    assert list(part.state_dict()) == list(twin[1:4].state_dict()) == \
+        ["1.weight", "1.bias", "3.weight", "3.bias"]
+    assert part[0] is model[1] and len(part) == 3
+    part.load_state_dict({k: v.copy() for k, v in model.state_dict().items()
+                          if k[0] in "13"})
+    part.append(ReLU())                                    # "3" is taken: the next free name
+    assert [n for n, _ in part.named_children()] == ["1", "2", "3", "4"]
+
+
+def test_sequential_from_an_ordered_dict_as_torch():
+    from collections import OrderedDict
+    m = Sequential(OrderedDict([("fc", Linear(2, 3)), ("act", ReLU())]))
+    assert list(m.state_dict()) == ["fc.weight", "fc.bias"] and m[1] is m.act
+    for bad in ("", "a.b", 3):
+        with pytest.raises(tinynet.ArgumentError, match="non-empty strings without '.'"):
+            Sequential(OrderedDict([(bad, ReLU())]))
+
+
+def test_to_takes_a_dtype_as_torch_does(torch):
+    m = _small()
+    assert m.to(np.float64).dtype == np.float64
+    assert m.to(torch.float32).dtype == np.float32
+    assert m.to("cpu", "float64").dtype == np.float64
+    assert m.to(torch.device("cpu")).dtype == np.float64
+    with pytest.raises(tinynet.DTypeError, match="floating-point"):
+        m.to(np.int32)
+    assert m.dtype == np.float64                          # the refused cast changed nothing
+    with pytest.raises(DeviceError, match=r"unknown device 'float64'.*to\(dtype='float64'\)"):
+        m.to("float64")
+
+
+def test_subpackages_are_reachable_after_a_plain_import():
+    """README's ``tinynet.gradcheck.check(...)`` after ``import tinynet`` (a fresh process,
+    so no other test has imported the sub-packages already)."""
+    import subprocess
+    import sys
+    code = ("import tinynet, sys\n"
+            "assert 'tinynet.gradcheck' not in sys.modules\n"
+            "print(tinynet.gradcheck.check.__name__, tinynet.exercises.grade.__name__,\n"
+            "      tinynet.parity.__name__, tinynet.data.DataLoader.__name__)\n"
+            "try:\n    tinynet.no_such_thing\nexcept AttributeError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    assert out == ("check grade tinynet.parity DataLoader\n"
+                   "module 'tinynet' has no attribute 'no_such_thing'\n")

@@ -126,3 +126,14 @@ __all__ = [
     "trace",
     "use_kernels",
 ]
+
+# Sub-packages with a job of their own, imported on first use so ``import tinynet`` stays
+# quick: ``tinynet.gradcheck.check(...)`` works after a plain ``import tinynet``.
+_SUBPACKAGES = ("data", "exercises", "gradcheck", "models", "parity", "testing")
+
+
+def __getattr__(name: str):
+    if name in _SUBPACKAGES:
+        import importlib
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -69,7 +69,8 @@ def _check_device(device: str) -> str:
             raise DeviceError("device 'cuda' asked for, but CuPy sees no CUDA device")
         return "cuda"
     if device != "cpu":
-        raise DeviceError(f"unknown device {device!r}: expected 'cpu' or 'cuda'")
+        hint = f" (for a dtype: to(dtype={device!r}))" if device.startswith("float") else ""
+        raise DeviceError(f"unknown device {device!r}: expected 'cpu' or 'cuda'{hint}")
     return "cpu"
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy
 
 from .backend import get_array_module, to_device, to_numpy
-from .errors import ShapeError, StateDictError
+from .errors import ArgumentError, ShapeError, StateDictError
 from .functional.fast import threads
 from .parameter import Parameter
 
@@ -118,31 +118,53 @@ class Module:
         for _, m in self.named_children():
             yield m
 
-    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+    def named_modules(self, memo: set | None = None, prefix: str = "",
+                      remove_duplicate: bool = True) -> Iterator[tuple[str, Module]]:
+        """``(name, module)`` for this module and every one below it, depth first. As in
+        PyTorch, a module held at two places is listed once, at the first, unless
+        ``remove_duplicate=False`` (``memo``: the modules already listed)."""
+        if memo is None:
+            memo = set()
+        if remove_duplicate:
+            if id(self) in memo:
+                return
+            memo.add(id(self))
         yield prefix, self
         for name, m in self._modules.items():
-            yield from m.named_modules(_join(prefix, name))
+            yield from m.named_modules(memo, _join(prefix, name), remove_duplicate)
 
     def modules(self) -> Iterator[Module]:
         for _, m in self.named_modules():
             yield m
 
-    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
-        for mprefix, m in self.named_modules(prefix):
-            for name, p in m._parameters.items():
-                yield _join(mprefix, name), p
+    def named_parameters(self, prefix: str = "", recurse: bool = True,
+                         remove_duplicate: bool = True) -> Iterator[tuple[str, Parameter]]:
+        """``(name, parameter)``; a parameter held by two modules (tied weights) or by a
+        module held twice is listed once, as in PyTorch, so an optimizer updates it once."""
+        yield from self._named_members("_parameters", prefix, recurse, remove_duplicate)
 
-    def parameters(self) -> Iterator[Parameter]:
-        for _, p in self.named_parameters():
+    def parameters(self, recurse: bool = True) -> Iterator[Parameter]:
+        for _, p in self.named_parameters(recurse=recurse):
             yield p
 
-    def named_buffers(self, prefix: str = "", recurse: bool = True
-                      ) -> Iterator[tuple[str, Any]]:
-        """``(name, array)`` of every buffer; ``recurse=False``: this module's own only."""
-        modules = self.named_modules(prefix) if recurse else [(prefix, self)]
+    def named_buffers(self, prefix: str = "", recurse: bool = True,
+                      remove_duplicate: bool = True) -> Iterator[tuple[str, Any]]:
+        """``(name, array)`` of every buffer; ``recurse=False``: this module's own only. A
+        module held twice has its buffers listed once."""
+        yield from self._named_members("_buffers", prefix, recurse, remove_duplicate)
+
+    def _named_members(self, kind: str, prefix: str, recurse: bool,
+                       remove_duplicate: bool) -> Iterator[tuple[str, Any]]:
+        modules = (self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate)
+                   if recurse else [(prefix, self)])
+        seen = set()                      # tied parameters: one Parameter in two modules
         for mprefix, m in modules:
-            for name, b in m._buffers.items():
-                yield _join(mprefix, name), b
+            for name, value in getattr(m, kind).items():
+                if remove_duplicate and isinstance(value, Parameter):
+                    if id(value) in seen:
+                        continue
+                    seen.add(id(value))
+                yield _join(mprefix, name), value
 
     def buffers(self) -> Iterator[Any]:
         for _, b in self.named_buffers():
@@ -169,7 +191,7 @@ class Module:
         a snapshot, or use ``tinynet.save``.
         """
         out: OrderedDict[str, Any] = OrderedDict()
-        for mprefix, m in self.named_modules():
+        for mprefix, m in self.named_modules(remove_duplicate=False):   # a key per place
             for name, p in m._parameters.items():
                 out[_join(mprefix, name)] = p.data
             for name, b in m._buffers.items():
@@ -217,7 +239,7 @@ class Module:
     def _targets(self) -> OrderedDict[str, tuple[Module, str, bool]]:
         """key -> (module, name, is_parameter) for every parameter and non-None buffer."""
         targets: OrderedDict[str, tuple[Module, str, bool]] = OrderedDict()
-        for mprefix, m in self.named_modules():
+        for mprefix, m in self.named_modules(remove_duplicate=False):
             for name in m._parameters:
                 targets[_join(mprefix, name)] = (m, name, True)
             for name, b in m._buffers.items():
@@ -230,7 +252,7 @@ class Module:
             raise StateDictError(f"cannot load state_dict into {type(self).__name__}: "
                                  f"expected a dict of arrays, got {type(state_dict).__name__}")
         targets = self._targets()
-        none_buffers = {_join(p, n) for p, m in self.named_modules()
+        none_buffers = {_join(p, n) for p, m in self.named_modules(remove_duplicate=False)
                         for n, b in m._buffers.items() if b is None}
         missing = [k for k in targets if k not in state_dict]
         unexpected = [k for k, v in state_dict.items() if k not in targets
@@ -284,14 +306,25 @@ class Module:
                     m._buffers[name] = fn(b)
         return self
 
-    def to(self, device: str | None = None, dtype=None) -> Module:
+    def to(self, device=None, dtype=None) -> Module:
         """Move parameters and buffers to ``"cpu"`` (NumPy) or ``"cuda"`` (CuPy), and/or
-        cast the floating-point ones to ``dtype`` (as ``torch.nn.Module.to``)."""
+        cast the floating-point ones to ``dtype`` (float16, float32 or float64), as
+        ``torch.nn.Module.to``: ``to("cuda")``, ``to(numpy.float64)``, ``to("cuda",
+        "float64")``, ``to(dtype=torch.float64)``. Grads are dropped."""
+        if device is not None and not isinstance(device, str):
+            if type(device).__name__ == "device":            # a torch.device
+                device = str(device)
+            elif dtype is None:                              # to(numpy.float64), as PyTorch
+                device, dtype = None, device
+            else:
+                raise ArgumentError(f"to(): device must be 'cpu' or 'cuda', got {device!r}")
+        if dtype is not None:
+            from .layers.base import resolve_dtype
+            dtype = resolve_dtype(dtype)                     # a DTypeError for int32 & co.
         if device is not None:
             self._apply(lambda a: to_device(a, device))
         if dtype is not None:
-            name = str(dtype).replace("torch.", "")
-            self._apply(lambda a: a.astype(name), floating_only=True)
+            self._apply(lambda a: a.astype(dtype.name), floating_only=True)
         return self
 
     def cpu(self) -> Module:
@@ -369,6 +402,38 @@ def value_problem(value: Any, dtype: Any) -> str | None:
 
 # Module -> (structure_version, splits): kept outside the modules' own attributes.
 _SPLITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# Module -> (structure_version, the first two names of a module it holds twice, or None).
+_SHARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def shared_module(model: Module) -> tuple[Module, str, str] | None:
+    """``(module, first_name, second_name)`` for the first module instance ``model`` holds
+    at two places, else None (cached until the structure of any module changes)."""
+    cached = _SHARED.get(model)
+    if cached is None or cached[0] != Module.structure_version:
+        first: dict[int, str] = {}
+        found = None
+        for name, m in model.named_modules(remove_duplicate=False):
+            if id(m) in first:
+                found = (m, first[id(m)], name)
+                break
+            first[id(m)] = name
+        cached = _SHARED[model] = (Module.structure_version, found)
+    return cached[1]
+
+
+def _check_not_shared(model: Module) -> None:
+    """Refuse a backward through a model that uses one module instance twice: without
+    autograd a layer keeps the cache of its last forward only, so the backward through
+    its earlier use would silently be wrong."""
+    shared = shared_module(model)
+    if shared is not None:
+        m, a, b = shared
+        raise ArgumentError(
+            f"{model.describe()}: one {type(m).__name__} instance is used at '{a}' and at "
+            f"'{b}'; a tinynet layer keeps the cache of its last forward only, so the "
+            f"backward through '{a}' would be wrong. Use a separate instance at each place "
+            f"(to tie weights, share the Parameter: second.weight = first.weight)")
 
 
 def _join(prefix: str, name: str) -> str:
@@ -386,14 +451,28 @@ class Sequential(Module):
 
     def __init__(self, *layers: Module) -> None:
         super().__init__()
-        for i, layer in enumerate(layers):
+        if len(layers) == 1 and isinstance(layers[0], dict):    # Sequential(OrderedDict(...))
+            named = list(layers[0].items())
+            for name, _ in named:
+                if not isinstance(name, str) or not name or "." in name:
+                    raise ArgumentError(f"Sequential: layer names must be non-empty strings "
+                                        f"without '.', got {name!r}")
+        else:
+            named = [(str(i), layer) for i, layer in enumerate(layers)]
+        for i, (name, layer) in enumerate(named):
             if not isinstance(layer, Module):
                 raise TypeError(
                     f"Sequential takes Modules, got {type(layer).__name__} at position {i}")
-            setattr(self, str(i), layer)
+            setattr(self, name, layer)
 
     def append(self, layer: Module) -> Sequential:
-        setattr(self, str(len(self._modules)), layer)
+        """Add ``layer`` at the end, named by the position it takes (the next free whole
+        number when a slice kept higher names)."""
+        taken = [int(k) for k in self._modules if k.isdigit()]
+        name = len(self._modules)
+        if str(name) in self._modules:
+            name = max(taken) + 1
+        setattr(self, str(name), layer)
         return self
 
     def __len__(self) -> int:
@@ -403,10 +482,11 @@ class Sequential(Module):
         return iter(self._modules.values())
 
     def __getitem__(self, index):
-        layers = list(self._modules.values())
+        """A layer by position; a slice is a Sequential of the same layers under the same
+        names (``model[1:4].state_dict()`` keys start at ``"1."``, as in PyTorch)."""
         if isinstance(index, slice):
-            return Sequential(*layers[index])
-        return layers[index]
+            return Sequential(OrderedDict(list(self._modules.items())[index]))
+        return list(self._modules.values())[index]
 
     def forward(self, x):
         with threads.region(self):        # CPU threads for convolutional models
@@ -415,6 +495,7 @@ class Sequential(Module):
         return x
 
     def backward(self, dy, input_grad: bool = True):
+        _check_not_shared(self)
         layers = list(self._modules.values())
         with threads.region(self):
             if input_grad:

@@ -148,7 +148,9 @@ def test_sgd_matches_torch(torch, cfg):
         np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
 
 
-@pytest.mark.parametrize("cfg", ADAM_CONFIGS, ids=str)
+@pytest.mark.parametrize("cfg", ADAM_CONFIGS + [
+    {"lr": 0.05, "amsgrad": True},
+    {"lr": 0.01, "betas": (0.5, 0.9), "weight_decay": 0.05, "amsgrad": True}], ids=str)
 def test_adam_matches_torch(torch, cfg):
     p0, grads = _problem(4, steps=6)
     ours = _run(_Host, lambda ps: Adam(ps, **cfg), p0, grads)
@@ -194,8 +196,9 @@ def test_param_groups_and_lr_change():
 
 
 @pytest.mark.parametrize("make", [lambda ps: SGD(ps, lr=0.05, momentum=0.9, nesterov=True),
-                                  lambda ps: Adam(ps, lr=0.01, weight_decay=0.01)],
-                         ids=["sgd", "adam"])
+                                  lambda ps: Adam(ps, lr=0.01, weight_decay=0.01),
+                                  lambda ps: Adam(ps, lr=0.05, betas=(0.5, 0.9), amsgrad=True)],
+                         ids=["sgd", "adam", "amsgrad"])
 def test_optimizer_state_dict_resume(xp, make):
     p0, grads = _problem(5, steps=6)
     full = _run(xp, make, p0, grads)
@@ -244,3 +247,43 @@ def test_optimizer_argument_errors():
         SGD([np.zeros(2)], lr=0.1)
     with pytest.raises(ValueError, match="betas"):
         Adam([p], betas=(0.9, 1.0))
+
+
+def test_amsgrad_uses_the_largest_second_moment():
+    """Two steps by hand: g = 1 then 0.1, beta2 0.5. v = 0.5, then 0.255; AMSGrad keeps 0.5."""
+    p0, grads, b1, b2 = [0.0], [[1.0], [0.1]], 0.0, 0.5
+    plain = _run(_Host, lambda ps: Adam(ps, lr=1.0, betas=(b1, b2), eps=0.0), p0, grads)
+    ams = _run(_Host, lambda ps: Adam(ps, lr=1.0, betas=(b1, b2), eps=0.0, amsgrad=True),
+               p0, grads)
+    corr2 = math.sqrt(1 - b2 ** 2)                      # bias correction of step 2
+    np.testing.assert_allclose(plain[1][0] - plain[0][0], -0.1 / (math.sqrt(0.255) / corr2))
+    np.testing.assert_allclose(ams[1][0] - ams[0][0], -0.1 / (math.sqrt(0.5) / corr2))
+
+
+def test_amsgrad_state_is_checked_on_load():
+    p = _param(_Host, [1.0, 2.0])
+    opt = Adam([p], amsgrad=True)
+    p.grad = np.array([0.5, -0.5])
+    opt.step()
+    saved = copy.deepcopy(opt.state_dict())
+    assert set(saved["state"][0]) == {"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"}
+    del saved["state"][0]["max_exp_avg_sq"]
+    with pytest.raises(StateDictError, match="max_exp_avg_sq"):
+        Adam([_param(_Host, [1.0, 2.0])], amsgrad=True).load_state_dict(saved)
+    with pytest.raises(ValueError, match="amsgrad must be True or False"):
+        Adam([p], amsgrad="yes")
+
+
+def test_sgd_default_lr_is_torchs(torch):
+    import inspect
+    want = inspect.signature(torch.optim.SGD).parameters["lr"].default
+    assert SGD([_param(_Host, [1.0])]).param_groups[0]["lr"] == want == 1e-3
+
+
+def test_a_parameter_given_twice_is_refused_as_in_torch():
+    from tinynet.errors import ArgumentError
+    w, b = _param(_Host, np.zeros((2, 3))), _param(_Host, [0.0])
+    with pytest.raises(ArgumentError, match=r"shape \(2, 3\) appears twice in param group 0"):
+        SGD([w, b, w], lr=0.1)
+    with pytest.raises(ArgumentError, match=r"appears in param groups 0 and 1"):
+        Adam([{"params": [w]}, {"params": [b, w]}])

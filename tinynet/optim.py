@@ -69,12 +69,21 @@ class Optimizer:
             groups = [{"params": params}]
         self.defaults = dict(defaults)
         self.param_groups: list[dict] = []
-        for g in groups:
+        seen: dict[int, int] = {}         # id(parameter) -> its group
+        for gi, g in enumerate(groups):
             g["params"] = list(g["params"])
             for p in g["params"]:
                 if not isinstance(p, Parameter):
                     raise TypeError(f"{type(self).__name__} takes tinynet Parameters, "
                                     f"got {type(p).__name__}")
+                if id(p) in seen:
+                    where = (f"twice in param group {gi}" if seen[id(p)] == gi else
+                             f"in param groups {seen[id(p)]} and {gi}")
+                    raise ArgumentError(
+                        f"{type(self).__name__}: a parameter of shape {p.shape} appears "
+                        f"{where}; give each parameter once, as PyTorch requires (it "
+                        f"would be updated twice per step)")
+                seen[id(p)] = gi
             for k, v in self.defaults.items():
                 g.setdefault(k, v)
             self.check_hyperparameters(g, type(self).__name__)
@@ -170,6 +179,8 @@ class Optimizer:
                 raise StateDictError(str(e)) from None
             new_groups.append(hyper)
         params = [p for _, _, p in self._indexed()]
+        group_of = [dict(own, **hyper) for own, hyper in zip(self.param_groups, new_groups)
+                    for _ in own["params"]]              # each parameter's group, as loaded
         new_state = {}
         for key, entry in state_dict["state"].items():
             i = key if isinstance(key, int) and not isinstance(key, bool) else \
@@ -180,17 +191,22 @@ class Optimizer:
             if not isinstance(entry, dict):
                 raise StateDictError(f"{where}: state of parameter {i} is a "
                                      f"{type(entry).__name__}, expected a dict")
-            new_state[i] = self._plan_entry(where, i, params[i], entry)
+            new_state[i] = self._plan_entry(where, i, params[i], entry, group_of[i])
         return new_groups, new_state
 
-    def _plan_entry(self, where: str, i: int, p: Parameter, entry: dict) -> dict:
-        if self.STATE and set(entry) != set(self.STATE):
+    def state_names(self, group: dict) -> dict[str, str]:
+        """The state a parameter of ``group`` keeps (name -> kind): ``STATE`` by default."""
+        return self.STATE
+
+    def _plan_entry(self, where: str, i: int, p: Parameter, entry: dict, group: dict) -> dict:
+        names = self.state_names(group)
+        if names and set(entry) != set(names):
             raise StateDictError(f"{where}: state of parameter {i} has {sorted(entry)}, "
-                                 f"expected {sorted(self.STATE)}")
+                                 f"expected {sorted(names)}")
         xp = get_array_module(p.data)
         out = {}
         for name, v in entry.items():
-            kind = self.STATE.get(name, "array" if getattr(v, "ndim", 0) > 0 else "number")
+            kind = names.get(name, "array" if getattr(v, "ndim", 0) > 0 else "number")
             if hasattr(v, "detach"):  # a torch tensor
                 v = to_numpy(v)
             if kind == "count" or kind == "number":
@@ -267,7 +283,7 @@ class SGD(Optimizer):
                                  "weight_decay": finite_at_least(0), "nesterov": boolean}
     STATE: ClassVar = {"momentum_buffer": "array"}
 
-    def __init__(self, params, lr: float, momentum: float = 0.0, dampening: float = 0.0,
+    def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False) -> None:
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       weight_decay=weight_decay, nesterov=nesterov))
@@ -306,23 +322,32 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam, as ``torch.optim.Adam`` (amsgrad=False, L2 weight decay added to the grad).
+    """Adam, as ``torch.optim.Adam`` (L2 weight decay added to the grad).
 
     At step t, with g = grad + weight_decay * p::
 
         m = beta1 m + (1 - beta1) g          v = beta2 v + (1 - beta2) g^2
         p = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+
+    With ``amsgrad=True`` the step divides by the largest v seen so far instead of v
+    (state ``max_exp_avg_sq``; Reddi et al., "On the Convergence of Adam and Beyond").
     """
 
     HYPERPARAMETERS: ClassVar = {"lr": finite_at_least(0), "betas": betas,
-                                 "eps": finite_at_least(0), "weight_decay": finite_at_least(0)}
+                                 "eps": finite_at_least(0), "weight_decay": finite_at_least(0),
+                                 "amsgrad": boolean}
     STATE: ClassVar = {"step": "count", "exp_avg": "array", "exp_avg_sq": "nonnegative array"}
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0) -> None:
+                 eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False) -> None:
         super().__init__(params, dict(lr=lr, betas=tuple(betas) if isinstance(
             betas, (tuple, list)) else betas, eps=eps,
-                                      weight_decay=weight_decay))
+                                      weight_decay=weight_decay, amsgrad=amsgrad))
+
+    def state_names(self, group: dict) -> dict[str, str]:
+        if group.get("amsgrad"):
+            return dict(self.STATE, max_exp_avg_sq="nonnegative array")
+        return self.STATE
 
     def step(self) -> None:
         for i, g, p in self._indexed():
@@ -345,6 +370,12 @@ class Adam(Optimizer):
             m += (grad - m) * t(1 - b1)          # torch: exp_avg.lerp_(grad, 1 - beta1)
             v *= t(b2)
             v += grad * grad * t(1 - b2)
+            if g["amsgrad"]:                     # the largest second moment so far
+                v_max = st.get("max_exp_avg_sq")
+                if v_max is None:
+                    v_max = st["max_exp_avg_sq"] = xp.zeros_like(p.data)
+                xp.maximum(v_max, v, out=v_max)
+                v = v_max
             bias1 = 1 - b1 ** step
             bias2_sqrt = math.sqrt(1 - b2 ** step)
             denom = xp.sqrt(v) / t(bias2_sqrt)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tinynet.data import DataLoader, to_float
-from tinynet.errors import DataError, ShapeError
+from tinynet.errors import ArgumentError, DataError, LabelError, ShapeError
 
 N = 23
 
@@ -120,3 +120,44 @@ def test_bad_arguments(dataset):
         DataLoader(images, labels[:-1])
     with pytest.raises(ValueError, match="batch_size"):
         DataLoader(images, labels, batch_size=0)
+
+    for bad in (2.7, "2", True, -1):
+        with pytest.raises(ArgumentError, match=f"batch_size must be a whole number >= 1, "
+                                                f"got {bad!r}"):
+            DataLoader(images, labels, batch_size=bad)
+    with pytest.raises(ArgumentError, match="seed must be a whole number >= 0, got 1.5"):
+        DataLoader(images, labels, seed=1.5)
+    with pytest.raises(ShapeError, match="single number"):
+        DataLoader(np.float32(3), labels)
+
+
+def test_labels_must_be_class_indices(dataset):
+    images, labels = dataset
+    whole = DataLoader(images, labels.astype(np.float64))     # 3.0 is class 3
+    np.testing.assert_array_equal(next(iter(whole))[1], labels[:64])
+    assert next(iter(whole))[1].dtype == np.int64
+    fractional = labels.astype(np.float64)
+    fractional[5] = 1.7
+    with pytest.raises(LabelError, match="label 5 is 1.7, expected class indices"):
+        DataLoader(images, fractional)
+    with pytest.raises(LabelError, match="labels of dtype <U1"):
+        DataLoader(images, np.array(["a"] * N))
+
+
+def test_to_float_casts_other_dtypes_unscaled_as_totensor():
+    """torchvision's ToTensor divides uint8 by 255 and nothing else."""
+    floats = np.random.default_rng(1).random((3, 4, 5), dtype=np.float32)
+    np.testing.assert_array_equal(to_float(floats)[:, 0], floats)
+    wide = np.array([[[0, 128, 255]]], np.int64)
+    np.testing.assert_array_equal(to_float(wide, "float64")[0, 0, 0], [0.0, 128.0, 255.0])
+    loader = DataLoader(floats, np.zeros(3, np.int64), batch_size=3)
+    assert float(next(iter(loader))[0].max()) == pytest.approx(float(floats.max()))
+
+
+def test_to_float_refuses_a_channels_first_batch():
+    nchw = np.zeros((10, 3, 32, 32), np.uint8)
+    with pytest.raises(ShapeError, match=r"\(10, 3, 32, 32\), which look channels-first.*"
+                                          r"transpose\(0, 2, 3, 1\)"):
+        to_float(nchw)
+    assert to_float(nchw.transpose(0, 2, 3, 1)).shape == (10, 3, 32, 32)
+    assert to_float(np.zeros((2, 1, 5, 1), np.uint8)).shape == (2, 1, 1, 5)   # grey, H=1

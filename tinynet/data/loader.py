@@ -12,25 +12,57 @@ import math
 import numpy as np
 
 from ..backend import to_device
-from ..errors import DataError, ShapeError
+from ..checks import check_size
+from ..errors import ArgumentError, DataError, LabelError, ShapeError
+
+# Channel counts of image files (grey, RGB, RGBA): how a 4-D
+# batch that is channels-first by mistake is told from a channels-last one.
+_CHANNELS = (1, 3, 4)
 
 
 def to_float(images: np.ndarray, dtype: str = "float32") -> np.ndarray:
-    """uint8 images to floats in [0, 1], channels first, as torchvision's ``ToTensor``.
+    """Image batches to floats, channels first, as torchvision's ``ToTensor``.
 
-    ``(N, H, W)`` -> ``(N, 1, H, W)``; ``(N, H, W, C)`` -> ``(N, C, H, W)``. The division
-    by 255 is done in the target dtype, exactly as ``x.float().div(255)``.
+    ``(N, H, W)`` -> ``(N, 1, H, W)``; ``(N, H, W, C)`` -> ``(N, C, H, W)``. uint8 images
+    are scaled to [0, 1], the division by 255 done in the target dtype, exactly as
+    ``x.float().div(255)``; any other dtype is cast unscaled (as ``ToTensor`` does), so
+    floats already in [0, 1] stay there. A 4-D batch that looks channels-first
+    (``(N, 3, 32, 32)``) is refused rather than scrambled.
     """
     if images.ndim == 3:
         x = images[:, None, :, :]
     elif images.ndim == 4:
+        if images.shape[3] not in _CHANNELS and images.shape[1] in _CHANNELS:
+            raise ShapeError(
+                f"to_float: got images of shape {images.shape}, which look channels-first "
+                f"(N, C, H, W); expected channels-last (N, H, W, C), as image files and "
+                f"torchvision's ToTensor have them: pass images.transpose(0, 2, 3, 1), or "
+                f"transform=None for batches already in the model's layout")
         x = images.transpose(0, 3, 1, 2)
     else:
         raise ShapeError(f"to_float: got images of shape {images.shape}, expected (N, H, W) "
                          f"or (N, H, W, C)")
     out = np.empty(x.shape, dtype=dtype)
-    np.divide(x, out.dtype.type(255), out=out, casting="unsafe")
+    if images.dtype == np.uint8:
+        np.divide(x, out.dtype.type(255), out=out, casting="unsafe")
+    else:
+        out[...] = x
     return out
+
+
+def _class_indices(labels: np.ndarray) -> np.ndarray:
+    """``labels`` as int64 class indices; floats only when every value is a whole number."""
+    if labels.dtype.kind in "iub":
+        return labels.astype(np.int64, copy=False)
+    if labels.dtype.kind == "f":
+        whole = np.isfinite(labels) & (labels == np.round(labels))
+        if whole.all():
+            return labels.astype(np.int64)
+        i = int(np.argmin(whole))
+        raise LabelError(f"DataLoader: label {i} is {labels[i].item()!r}, expected class indices "
+                         f"(whole numbers)")
+    raise LabelError(f"DataLoader: labels of dtype {labels.dtype}, expected integer class "
+                     f"indices")
 
 
 class DataLoader:
@@ -54,13 +86,16 @@ class DataLoader:
                  seed: int = 0, drop_last: bool = False, transform=to_float,
                  device: str = "cpu", dtype: str = "float32") -> None:
         images, labels = np.asarray(images), np.asarray(labels)
+        if images.ndim == 0:
+            raise ShapeError("DataLoader: got a single number as images, expected an array "
+                             "(N, ...)")
         if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
             raise DataError(f"DataLoader: {images.shape[0]} images but labels of shape "
                             f"{labels.shape}; expected ({images.shape[0]},)")
-        if batch_size <= 0:
-            raise ValueError(f"DataLoader: batch_size must be positive, got {batch_size}")
-        self.images, self.labels = images, labels.astype(np.int64, copy=False)
-        self.batch_size = int(batch_size)
+        self.batch_size = check_size(batch_size, "DataLoader: batch_size")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ArgumentError(f"DataLoader: seed must be a whole number >= 0, got {seed!r}")
+        self.images, self.labels = images, _class_indices(labels)
         self.shuffle, self.drop_last = bool(shuffle), bool(drop_last)
         self.seed = int(seed)
         self.transform, self.device, self.dtype = transform, device, dtype

@@ -9,13 +9,11 @@ the backward of the *same* set with that cache.
 
 from __future__ import annotations
 
-import numbers
-
 import numpy
 
 from .. import kernels
 from ..backend import to_device
-from ..checks import check_finite, checks_enabled
+from ..checks import check_finite, check_size, checks_enabled  # noqa: F401 (re-exported)
 from ..errors import ArgumentError, DTypeError, ShapeError
 from ..module import Module
 from ..parameter import Parameter
@@ -49,15 +47,6 @@ def check_probability(p, name: str) -> float:
     if not 0.0 <= value <= 1.0:                  # also refuses NaN
         raise ArgumentError(f"{name} must be a probability in [0, 1], got {p!r}")
     return value
-
-
-def check_size(value, name: str) -> int:
-    """``value`` as an int >= 1 (a size: features, channels, groups), else an
-    ArgumentError naming ``name``. Whole numbers only, as PyTorch's shapes: ``2.5``, ``"3"``
-    and ``True`` are refused rather than truncated or passed on to NumPy."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ArgumentError(f"{name} must be a whole number >= 1, got {value!r}")
-    return int(value)
 
 
 def check_choice(value, name: str, choices: tuple):

@@ -426,6 +426,29 @@ def test_command_fails_on_a_difference(torch, capsys, monkeypatch, tmp_path):
     assert "FAIL" in captured.err.split("layers: ")[1]  # under its group's heading
 
 
+def test_command_checks_the_data_set_before_any_check_runs(torch, capsys, monkeypatch,
+                                                           tmp_path):
+    ran = []
+    monkeypatch.setattr(parity.cli, "check_case", lambda *a, **k: ran.append(a))
+    with pytest.raises(SystemExit) as e:
+        parity.main(["--data", "fashoin-mnist", "--out", str(tmp_path / "t.txt")])
+    assert e.value.code == 2
+    assert "invalid choice: 'fashoin-mnist' (choose from 'fashion-mnist', 'mnist')" in \
+        capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        parity.main(["--data-root", str(tmp_path / "none"), "--out", str(tmp_path / "t.txt")])
+    assert e.value.code == 2 and "no such folder" in capsys.readouterr().err
+
+    def missing(name, split, root=None):
+        raise tinynet.DataError(f"{name}: not found in {root}")
+
+    monkeypatch.setattr(tinynet.data, "load", missing)
+    with pytest.raises(tinynet.DataError, match="mnist: not found"):   # before any check
+        parity.main(["--data", "mnist", "--data-root", str(tmp_path),
+                     "--out", str(tmp_path / "t.txt")])
+    assert ran == []
+
+
 def test_command_is_dispatched_by_the_cli(torch, capsys):
     from tinynet import cli
     with pytest.raises(SystemExit) as e:

@@ -45,6 +45,10 @@ def _threads(requested: int | None) -> int:
     return os.cpu_count() or 1
 
 
+# Data sets the trajectories can run on: the study models take (1, 28, 28) images.
+TRAJECTORY_DATA = ("fashion-mnist", "mnist")
+
+
 def parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         prog="tinynet parity",
@@ -62,8 +66,9 @@ def parser() -> argparse.ArgumentParser:
                    help="Fashion-MNIST batch size of the trajectories (default 64)")
     p.add_argument("--model-batch", type=number_type(int, 2, "a whole number >= 2"), default=16,
                    help="batch size of the single-step model checks (default 16)")
-    p.add_argument("--data", default="fashion-mnist",
-                   help="data set of the trajectories (default fashion-mnist)")
+    p.add_argument("--data", default="fashion-mnist", choices=list(TRAJECTORY_DATA),
+                   help="data set of the trajectories: 28x28 grey images, as the study "
+                        "models take (default fashion-mnist)")
     p.add_argument("--data-root", default=None,
                    help="folder holding the data set's files (default: the usual search)")
     p.add_argument("--skip", action="append", default=[],
@@ -89,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
     writable_file(p, args.out, "--out")
+    if args.data_root is not None and not os.path.isdir(args.data_root):
+        p.error(f"--data-root {args.data_root!r}: no such folder")
     threads = _threads(args.threads)
     with torch_threads(threads) as torch, use_kernels(args.kernels):
         header = (f"tinynet parity: {get_kernels()} kernels; torch {torch.__version__} "
@@ -139,9 +146,23 @@ def _section(title: str, checks: list, progress: bool) -> ParityReport:
     return report
 
 
+def _trajectory_batches(args) -> list:
+    """The trajectories' ``(x, t)`` batches, read before any check runs, so a missing or
+    too small data set is reported at once rather than after the other groups."""
+    from .. import data
+    images, labels = data.load(args.data, "train", root=args.data_root)
+    need = args.steps * args.batch_size
+    if images.shape[0] < need:
+        raise TinynetError(f"tinynet parity: {args.steps} steps of {args.batch_size} need "
+                           f"{need} images, {args.data} has {images.shape[0]}")
+    return [(data.to_float(images[i:i + args.batch_size], "float64"),
+             labels[i:i + args.batch_size]) for i in range(0, need, args.batch_size)]
+
+
 def _run(args) -> list:
     """``[(title, report)]`` of the groups not skipped."""
     sections = []
+    batches = _trajectory_batches(args) if "trajectories" not in args.skip else None
     if "layers" not in args.skip:
         title = "layers: every layer type, float64 and float32, train and eval mode"
         sections.append((title, _section("layers", [
@@ -158,15 +179,7 @@ def _run(args) -> list:
         sections.append((title, _section("models", [
             (c.name, lambda c=c: check_case(c, seed=args.seed))
             for c in model_cases(args.model_batch)], progress=False)))
-    if "trajectories" not in args.skip:
-        from .. import data
-        images, labels = data.load(args.data, "train", root=args.data_root)
-        need = args.steps * args.batch_size
-        if images.shape[0] < need:
-            raise TinynetError(f"tinynet parity: {args.steps} steps of {args.batch_size} need "
-                               f"{need} images, {args.data} has {images.shape[0]}")
-        batches = [(data.to_float(images[i:i + args.batch_size], "float64"),
-                    labels[i:i + args.batch_size]) for i in range(0, need, args.batch_size)]
+    if batches is not None:
         checks = []
         for name, build, settings in trajectory_plan():
             for optimizer, hyper in settings:

@@ -235,3 +235,36 @@ def test_sigkill_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, ref
     assert [p.name for p in ck.iterdir()] == ["checkpoint.npz"]
     _assert_identical(_final(tmp_path, "run"), reference["sgd"],
                       f"SIGKILL inside checkpoint write {nth_save}")
+
+
+# ------------------------------------------------------- resuming a checkpoint of another run
+def _tiny_fit(folder, batch_size=4, run_info=None, resume=False):
+    import tinynet
+    tinynet.manual_seed(0)
+    model = tinynet.Sequential(tinynet.Flatten(), tinynet.Linear(6, 3))
+    rng = np.random.default_rng(0)
+    data = (rng.integers(0, 256, (12, 2, 3), dtype=np.uint8), rng.integers(0, 3, 12))
+    return tinynet.fit(model, tinynet.CrossEntropyLoss(), tinynet.SGD(model.parameters(),
+                       lr=0.1), data, epochs=1, batch_size=batch_size, progress=False,
+                       checkpoint_dir=str(folder), resume=resume, run_info=run_info)
+
+
+def test_resume_names_only_the_settings_that_differ(tmp_path):
+    from tinynet.errors import DataError
+    _tiny_fit(tmp_path, run_info={"model": "base", "lr": 0.1})
+    with pytest.raises(DataError, match=r"written by another run \(model 'base', batch_size "
+                                        r"4\), but this run has model 'bn', batch_size 8; use "
+                                        r"the same settings or another checkpoint folder$"):
+        _tiny_fit(tmp_path, batch_size=8, run_info={"model": "bn", "lr": 0.1}, resume=True)
+    with pytest.raises(DataError, match=r"\(batch_size 4\), but this run has batch_size 6;"):
+        _tiny_fit(tmp_path, batch_size=6, resume=True)
+
+
+def test_resume_from_a_checkpoint_tinynet_save_wrote_says_so(tmp_path):
+    import tinynet
+    from tinynet.errors import DataError
+    model = tinynet.Sequential(tinynet.Flatten(), tinynet.Linear(6, 3))
+    tinynet.save(str(tmp_path / "checkpoint.npz"), model)
+    with pytest.raises(DataError, match=r"not a training run's checkpoint .*saved by "
+                                        r"tinynet.save\?.*another checkpoint folder"):
+        _tiny_fit(tmp_path, resume=True)

@@ -258,20 +258,24 @@ def _fit(model, loss_fn, optimizer, train, test, epochs, batch_size, shuffle, se
         # is named as such, not as a list of mismatched arrays.
         saved_meta = read_header(ckpt_path).get("meta") or {}
         saved = saved_meta.get("fit_setup")
-        if saved != setup:
-            raise DataError(f"{ckpt_path}: written by a run with {saved}, but this run has "
-                            f"{setup}; use the same settings or another checkpoint_dir")
+        if not isinstance(saved, dict):
+            raise DataError(f"{ckpt_path}: not a training run's checkpoint (it holds no data "
+                            f"loader settings to resume from: saved by tinynet.save?); move "
+                            f"it away or choose another checkpoint folder")
         saved_run = saved_meta.get("run")
         if saved_run is not None and not isinstance(saved_run, dict):
             raise DataError(f"{ckpt_path}: meta['run'] is {type(saved_run).__name__}, "
                             f"expected a dict")
-        if run_info is not None and saved_run is not None and saved_run != run_info:
-            diff = sorted(k for k in set(saved_run) | set(run_info)
-                          if saved_run.get(k) != run_info.get(k))
+        theirs, ours = dict(saved), dict(setup)
+        if run_info is not None and saved_run is not None:   # the command's settings first
+            theirs, ours = dict(saved_run, **theirs), dict(run_info, **ours)
+        diff = [k for k in dict.fromkeys(list(theirs) + list(ours))
+                if theirs.get(k) != ours.get(k)]
+        if diff:
             raise DataError(
                 f"{ckpt_path}: written by another run ("
-                + ", ".join(f"{k} {saved_run.get(k)!r}" for k in diff) + "), but this run has "
-                + ", ".join(f"{k} {run_info.get(k)!r}" for k in diff)
+                + ", ".join(f"{k} {theirs.get(k)!r}" for k in diff) + "), but this run has "
+                + ", ".join(f"{k} {ours.get(k)!r}" for k in diff)
                 + "; use the same settings or another checkpoint folder")
         ckpt = load(ckpt_path, model=model, optimizer=optimizer)
         check_training_state(ckpt)

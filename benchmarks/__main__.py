@@ -25,7 +25,6 @@ import time
 
 import benchmarks  # first: sets CUPY_TF32=0 before tinynet imports cupy
 from tinynet.cliargs import (
-    RATE,
     WHOLE_1,
     NamesHelpFormatter,
     OneLineParser,
@@ -33,6 +32,8 @@ from tinynet.cliargs import (
     run_command,
     writable_folder,
 )
+
+from .timing import add_arguments
 
 
 def _parser(prog: str = "tinynet bench") -> argparse.ArgumentParser:
@@ -55,22 +56,9 @@ def _parser(prog: str = "tinynet bench") -> argparse.ArgumentParser:
                         "default cpu")
     p.add_argument("--repeats", type=WHOLE_1, default=None,
                    help="timed blocks per side and case (default 5, quick 3)")
-    p.add_argument("--threads", type=WHOLE_1, default=None,
-                   help="threads for tinynet, NumPy's BLAS and torch (default: all cores)")
-    p.add_argument("--pause", type=RATE, default=0.25,
-                   help="seconds of sleep before each timed block (default 0.25)")
-    p.add_argument("--rewarm", type=RATE, default=0.05,
-                   help="seconds of untimed calls after each pause, at least two (default "
-                        "0.05; 0: none): wakes the side's own threads after the pause")
-    p.add_argument("--min-block", type=RATE, default=None,
-                   help="seconds each timed block lasts at least (default 0.1, quick 0.03)")
     p.add_argument("--batches", type=batch_list, default=None,
                    help="step batch sizes, comma separated (default 64,256,1024)")
-    p.add_argument("--record", action="store_true",
-                   help="write into the committed benchmarks/results/<machine-tag>/ (default: "
-                        "runs/benchmarks/<machine-tag>/, ignored by git)")
-    p.add_argument("--out", default=None,
-                   help="output folder (default: see --record)")
+    add_arguments(p, min_block=None, min_block_default="0.1, quick 0.03")
     p.add_argument("--name", default=None,
                    help="base name of the output files (default 'suite' or 'quick')")
     p.add_argument("--list", action="store_true", help="list the case names and exit")

@@ -35,14 +35,9 @@ from collections.abc import Callable
 import numpy
 
 import benchmarks  # noqa: F401 -- CUPY_TF32=0 before tinynet imports cupy
-from tinynet.cliargs import (
-    RATE,
-    WHOLE_1,
-    NamesHelpFormatter,
-    OneLineParser,
-    batch_list,
-    writable_folder,
-)
+from tinynet.cliargs import WHOLE_1, NamesHelpFormatter, OneLineParser, batch_list
+
+from .timing import add_arguments, start
 
 SIDES = ("torch", "tinynet", "numpy floor", "products + update", "products")
 
@@ -91,11 +86,11 @@ def floor_step(params: list, x, target, lr: float):
         grads[0], grads[1] = d1.T @ x, ones @ d1
         for p, g in zip(params, grads):
             flat_p, flat_g = p.reshape(-1), g.reshape(-1)
-            for start in range(0, flat_p.size, UPDATE_BLOCK):
-                stop = min(flat_p.size, start + UPDATE_BLOCK)
-                block = scratch[:stop - start]
-                numpy.multiply(flat_g[start:stop], rate, out=block)
-                numpy.subtract(flat_p[start:stop], block, out=flat_p[start:stop])
+            for lo in range(0, flat_p.size, UPDATE_BLOCK):
+                hi = min(flat_p.size, lo + UPDATE_BLOCK)
+                block = scratch[:hi - lo]
+                numpy.multiply(flat_g[lo:hi], rate, out=block)
+                numpy.subtract(flat_p[lo:hi], block, out=flat_p[lo:hi])
         return loss
     return step
 
@@ -179,41 +174,15 @@ def parser() -> argparse.ArgumentParser:
                    help="batch sizes, comma separated (default 64,256)")
     p.add_argument("--repeats", type=WHOLE_1, default=9,
                    help="timed blocks per side and batch (default 9)")
-    p.add_argument("--threads", type=WHOLE_1, default=None,
-                   help="threads for torch, NumPy's BLAS and tinynet (default: all cores)")
-    p.add_argument("--pause", type=RATE, default=0.25,
-                   help="seconds of sleep before each timed block (default 0.25)")
-    p.add_argument("--rewarm", type=RATE, default=0.05,
-                   help="seconds of untimed calls after each pause, at least two (default "
-                        "0.05; 0: none)")
-    p.add_argument("--min-block", type=RATE, default=0.1,
-                   help="seconds each timed block lasts at least (default 0.1)")
-    p.add_argument("--record", action="store_true",
-                   help="write into the committed benchmarks/results/<machine>/ instead of "
-                        "runs/benchmarks/<machine>/")
-    p.add_argument("--out", default=None,
-                   help="output folder (overrides --record; default runs/benchmarks/<machine>/)")
+    add_arguments(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
-    from .cases import require_torch
-    from .report import (
-        load_average,
-        machine_header,
-        output_folder,
-        write_json,
-        write_markdown,
-    )
-    from .timing import Timer, set_threads
-    writable_folder(p, args.out, "--out")
-    require_torch()
-    threads = set_threads(args.threads)
-    timer = Timer(pause=args.pause, min_block=args.min_block, rewarm=args.rewarm)
-    head = machine_header("cpu", threads, timer, args.repeats)
-    print(f"# base MLP floor on {head['cpu']}, {threads.count} threads", flush=True)
+    from .report import load_average, output_folder, write_json, write_markdown
+    threads, timer, head = start(p, args, "base MLP floor")
     rows, t0 = [], time.perf_counter()
     for batch in args.batches:
         row = time_batch(batch, timer, args.repeats)

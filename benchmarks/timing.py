@@ -181,3 +181,42 @@ def summary(times: list[float]) -> dict:
     return {"median": med, "min": min(times), "max": max(times),
             "spread": (max(times) - min(times)) / med if med > 0 else 0.0,
             "repeats": len(times), "all": list(times)}
+
+
+def add_arguments(p, min_block: float | None = 0.1,
+                  min_block_default: str = "0.1") -> None:
+    """The options every benchmark command shares: ``--threads``, ``--pause``,
+    ``--rewarm``, ``--min-block`` (how it times) and ``--record``, ``--out`` (where the
+    results go)."""
+    from tinynet.cliargs import RATE, WHOLE_1
+    p.add_argument("--threads", type=WHOLE_1, default=None,
+                   help="threads for tinynet, NumPy's BLAS and torch (default: all cores)")
+    p.add_argument("--pause", type=RATE, default=0.25,
+                   help="seconds of sleep before each timed block (default 0.25)")
+    p.add_argument("--rewarm", type=RATE, default=0.05,
+                   help="seconds of untimed calls after each pause, at least two (default "
+                        "0.05; 0: none): wakes the side's own threads after the pause")
+    p.add_argument("--min-block", type=RATE, default=min_block,
+                   help=f"seconds each timed block lasts at least (default "
+                        f"{min_block_default})")
+    p.add_argument("--record", action="store_true",
+                   help="write into the committed benchmarks/results/<machine>/ instead of "
+                        "runs/benchmarks/<machine>/ (ignored by git)")
+    p.add_argument("--out", default=None,
+                   help="output folder (overrides --record)")
+
+
+def start(p, args, what: str):
+    """Check ``--out`` and PyTorch, set the threads and print what runs where; return
+    ``(threads, timer, head)`` for a CPU command that took :func:`add_arguments`."""
+    from tinynet.cliargs import writable_folder
+
+    from .cases import require_torch
+    from .report import machine_header
+    writable_folder(p, args.out, "--out")
+    require_torch()
+    threads = set_threads(args.threads)
+    timer = Timer(pause=args.pause, min_block=args.min_block, rewarm=args.rewarm)
+    head = machine_header("cpu", threads, timer, args.repeats)
+    print(f"# {what} on {head['cpu']}, {threads.count} threads", flush=True)
+    return threads, timer, head

@@ -24,14 +24,9 @@ import sys
 import time
 
 import benchmarks  # noqa: F401 -- CUPY_TF32=0 before tinynet imports cupy
-from tinynet.cliargs import (
-    RATE,
-    WHOLE_1,
-    NamesHelpFormatter,
-    OneLineParser,
-    batch_list,
-    writable_folder,
-)
+from tinynet.cliargs import WHOLE_1, NamesHelpFormatter, OneLineParser, batch_list
+
+from .timing import add_arguments, start
 
 SIDES = ("torch", "fast", "fast, 1 thread", "reference")
 
@@ -135,21 +130,7 @@ def parser() -> argparse.ArgumentParser:
                    help="also time every layer case, fast against reference (default: yes)")
     p.add_argument("--repeats", type=WHOLE_1, default=5,
                    help="timed blocks per side and case (default 5)")
-    p.add_argument("--threads", type=WHOLE_1, default=None,
-                   help="threads for torch, NumPy's BLAS and tinynet's default (default: "
-                        "all cores)")
-    p.add_argument("--pause", type=RATE, default=0.25,
-                   help="seconds of sleep before each timed block (default 0.25)")
-    p.add_argument("--rewarm", type=RATE, default=0.05,
-                   help="seconds of untimed calls after each pause, at least two (default "
-                        "0.05; 0: none): wakes the side's own threads after the pause")
-    p.add_argument("--min-block", type=RATE, default=0.1,
-                   help="seconds each timed block lasts at least (default 0.1)")
-    p.add_argument("--record", action="store_true",
-                   help="write into the committed benchmarks/results/<machine>/ instead of "
-                        "runs/benchmarks/<machine>/")
-    p.add_argument("--out", default=None,
-                   help="output folder (overrides --record; default runs/benchmarks/<machine>/)")
+    add_arguments(p)
     return p
 
 
@@ -157,21 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
     from . import cases as C
-    from .report import (
-        load_average,
-        machine_header,
-        output_folder,
-        write_json,
-        write_markdown,
-    )
-    from .timing import Timer, set_threads
+    from .report import load_average, output_folder, write_json, write_markdown
     models, batches = args.models, args.batches
-    writable_folder(p, args.out, "--out")
-    C.require_torch()
-    threads = set_threads(args.threads)
-    timer = Timer(pause=args.pause, min_block=args.min_block, rewarm=args.rewarm)
-    head = machine_header("cpu", threads, timer, args.repeats)
-    print(f"# variants on {head['cpu']}, {threads.count} threads", flush=True)
+    threads, timer, head = start(p, args, "variants")
     steps, layers, t0 = [], [], time.perf_counter()
     for case in C.step_cases(batches=batches, models=models):
         row = time_case(case, timer, args.repeats, threads.count, step=True)

@@ -155,44 +155,61 @@ def test_interrupted_extraction_leaves_no_partial_file(tmp_path, monkeypatch):
     assert os.listdir(dest) == []                        # ...but only in the staging folder
 
 
-@pytest.mark.skipif(os.name != "posix", reason="stale staging folders are found by POSIX pid")
+@pytest.mark.skipif(os.name != "posix", reason="stale staging folders are found by flock")
 def test_a_killed_extractions_staging_folder_is_removed_by_the_next(tmp_path):
-    """A SIGKILL leaves the hidden staging folder; the next extraction on this host
-    removes it once its process is gone, and nothing of a live process or another host."""
+    """A SIGKILL leaves the hidden staging folder and its lock file; the next extraction
+    removes them, since nobody holds the lock. A folder whose lock another process holds
+    (a running extraction, in any pid namespace) is left alone, and so is a folder
+    without a lock file."""
     import subprocess
     import sys
     path = build(tmp_path / "good.tar.gz", GOOD)
     dest = tmp_path / "out"
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    host = archive._host()
-    stale = dest / f"{archive.STAGING_PREFIX}{host}-{dead.pid}-abc123"
-    live = dest / f"{archive.STAGING_PREFIX}{host}-{os.getppid()}-def456"
-    other = dest / f"{archive.STAGING_PREFIX}{host}x-{dead.pid}-ghi789"
-    mine = dest / ".tinynet-extract-mine"
-    for folder in (stale, live, other, mine):
+    dest.mkdir()
+    stale, live, bare = (dest / f"{archive.STAGING_PREFIX}{name}" for name in
+                         ("h-1-dead", "h-2-live", "h-3-bare"))
+    for folder in (stale, live, bare):
         (folder / "top").mkdir(parents=True)
         (folder / "top" / "half.txt").write_bytes(b"half")
-    archive.safe_extract(path, str(dest))
-    assert sorted(os.listdir(dest)) == sorted([live.name, other.name, mine.name, "top"])
+    for folder in (stale, live):
+        (dest / (folder.name + archive.LOCK_SUFFIX)).write_bytes(b"")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys, time\n"
+         "f = open(sys.argv[1], 'rb'); fcntl.flock(f, fcntl.LOCK_EX)\n"
+         "print('locked', flush=True); time.sleep(60)\n",
+         str(dest / (live.name + archive.LOCK_SUFFIX))], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        archive.safe_extract(path, str(dest))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert sorted(os.listdir(dest)) == sorted(
+        [live.name, live.name + archive.LOCK_SUFFIX, bare.name, "top"])
     assert (dest / "top" / "a.txt").read_bytes() == b"alpha"
+    archive.safe_extract(path, str(dest))          # the holder is gone: now it is stale
+    assert sorted(os.listdir(dest)) == sorted([bare.name, "top"])
 
 
-def test_the_staging_folder_names_host_and_process(tmp_path, monkeypatch):
+def test_the_staging_folder_is_locked_while_in_use_and_removed_after(tmp_path, monkeypatch):
     path = build(tmp_path / "good.tar.gz", GOOD)
-    made = []
-    real = archive.tempfile.mkdtemp
+    dest = tmp_path / "out"
+    seen = []
+    real = tarfile.TarFile.extract
 
-    def spy(*args, **kwargs):
-        made.append(real(*args, **kwargs))
-        return made[-1]
+    def look(self, member, *args, **kwargs):
+        if not seen:
+            (lock,) = [e for e in os.listdir(dest) if e.endswith(archive.LOCK_SUFFIX)]
+            assert lock.startswith(f"{archive.STAGING_PREFIX}{archive._host()}-"
+                                   f"{os.getpid()}-")
+            archive._remove_stale_staging(str(dest))   # another extraction's cleanup
+            seen.append(sorted(os.listdir(dest)))
+        return real(self, member, *args, **kwargs)
 
-    monkeypatch.setattr(archive.tempfile, "mkdtemp", spy)
-    archive.safe_extract(path, str(tmp_path / "out"))
-    (folder,) = made
-    assert os.path.basename(folder).startswith(
-        f"{archive.STAGING_PREFIX}{archive._host()}-{os.getpid()}-")
-    assert not os.path.exists(folder)
+    monkeypatch.setattr(tarfile.TarFile, "extract", look)
+    archive.safe_extract(path, str(dest))
+    assert len(seen[0]) == 2                            # the folder and its lock, untouched
+    assert sorted(os.listdir(dest)) == ["top"]          # both gone afterwards
 
 
 def test_a_file_where_the_archive_has_a_folder_is_a_clear_error(tmp_path):
@@ -235,7 +252,7 @@ def test_an_unwritable_dest_is_a_data_error(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(archive.tempfile, "mkdtemp", refuse)
+    monkeypatch.setattr(archive.tempfile, "mkstemp", refuse)
     with pytest.raises(DataError, match="extraction into .* failed .*Permission denied"):
         archive.safe_extract(path, str(tmp_path / "out"))
 

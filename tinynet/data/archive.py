@@ -49,6 +49,11 @@ import tempfile
 import zlib
 from collections.abc import Callable, Iterator
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: stale staging folders stay
+    fcntl = None
+
 from ..errors import DataError
 from . import limits
 from .files import open_regular, shown
@@ -473,7 +478,8 @@ def safe_extract(path: str, dest: str, max_member_bytes: int | None = None,
     interrupted extraction leaves no half-written file in ``dest``: the staging folder
     is removed on the way out. A killed process cannot remove it; its hidden
     ``.tinynet-extract-<host>-<pid>-*`` folder is removed by the next extraction into
-    ``dest`` on the same host once that process no longer runs.
+    ``dest``: beside the folder is a ``.lock`` file its process keeps locked with
+    ``flock``, which the kernel releases when the process dies, in whatever container.
     """
     path, dest = os.fspath(path), os.fspath(dest)
     shown_path = shown(path)
@@ -489,10 +495,10 @@ def safe_extract(path: str, dest: str, max_member_bytes: int | None = None,
         if target != real_dest and not target.startswith(real_dest + os.sep):
             raise DataError(f"{shown_path}: member {name!r} would be written to "
                             f"{shown(target)}, outside {shown(real_dest)}")
-    staging = None
+    staging = lock = None
     try:
         _remove_stale_staging(real_dest)
-        staging = tempfile.mkdtemp(prefix=_staging_prefix(), dir=real_dest)
+        staging, lock = _make_staging(real_dest)
         with _Archive(path, MemberChecker(shown_path, max_member_bytes, max_total_bytes,
                                           max_members)) as archive:
             for member, _name, kind in archive.members(keep_list=True):
@@ -517,44 +523,66 @@ def safe_extract(path: str, dest: str, max_member_bytes: int | None = None,
     finally:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
+        if lock is not None:
+            lock.close()
+            os.unlink(staging + LOCK_SUFFIX)
     return names
 
 
 STAGING_PREFIX = ".tinynet-extract-"
+# Beside each staging folder ``<name>``, a file ``<name>.lock`` that the extracting
+# process holds locked (flock) until it is done: the kernel drops the lock when that
+# process dies, however it dies, so a lock nobody holds marks a folder left behind.
+LOCK_SUFFIX = ".lock"
 
 
 def _host() -> str:
     return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
 
 
-def _staging_prefix() -> str:
-    """``.tinynet-extract-<host>-<pid>-``: which process a staging folder belongs to."""
-    return f"{STAGING_PREFIX}{_host()}-{os.getpid()}-"
-
-
-def _running(pid: int) -> bool:
-    """Whether process ``pid`` of this host still runs (signal 0 only asks)."""
+def _make_staging(dest: str) -> tuple[str, object]:
+    """A new staging folder in ``dest`` and its open, locked lock file. The lock is taken
+    before the folder exists, so no other process can find the folder unlocked."""
+    fd, lock_path = tempfile.mkstemp(prefix=f"{STAGING_PREFIX}{_host()}-{os.getpid()}-",
+                                     suffix=LOCK_SUFFIX, dir=dest)
+    lock = os.fdopen(fd, "wb")
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:                  # it runs, as another user (PermissionError)
-        return True
-    return True
+        if fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        staging = lock_path[:-len(LOCK_SUFFIX)]
+        os.mkdir(staging, 0o700)
+    except BaseException:
+        lock.close()
+        os.unlink(lock_path)
+        raise
+    return staging, lock
 
 
 def _remove_stale_staging(dest: str) -> None:
-    """Remove the staging folders in ``dest`` that a killed extraction of this host
-    left: their process no longer runs. A folder of another host (a shared disk) or of a
-    running process is left alone; so is everything on systems without POSIX signals,
-    where ``os.kill`` with signal 0 would not merely ask."""
-    if os.name != "posix":
+    """Remove what a killed extraction left in ``dest``: each staging folder whose lock
+    file nobody holds, with that lock file. A held lock (an extraction running in any
+    process, container or machine sharing the disk) is left alone, and so is a lock
+    whose folder does not exist yet (its owner is about to lock it)."""
+    if fcntl is None:
         return
-    pattern = re.compile(re.escape(STAGING_PREFIX + _host()) + r"-(\d+)-[^/]+")
     for entry in os.listdir(dest):
-        match = pattern.fullmatch(entry)
-        if match and int(match.group(1)) != os.getpid() and not _running(int(match.group(1))):
-            shutil.rmtree(os.path.join(dest, entry), ignore_errors=True)
+        if not (entry.startswith(STAGING_PREFIX) and entry.endswith(LOCK_SUFFIX)):
+            continue
+        lock_path = os.path.join(dest, entry)
+        folder = lock_path[:-len(LOCK_SUFFIX)]
+        try:
+            f = open(lock_path, "rb")
+        except OSError:
+            continue
+        with f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue                     # held: that extraction is running
+            if not _is_folder(folder):
+                continue                     # not made yet: its owner waits for this lock
+            shutil.rmtree(folder, ignore_errors=True)
+            os.unlink(lock_path)
 
 
 def _folder_in(d: str, root: str) -> str | None:

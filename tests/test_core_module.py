@@ -390,3 +390,42 @@ def test_subpackages_are_reachable_after_a_plain_import():
                          timeout=120, check=True).stdout
     assert out == ("check grade tinynet.parity DataLoader\n"
                    "module 'tinynet' has no attribute 'no_such_thing'\n")
+
+
+def test_only_layers_a_forward_calls_twice_are_refused():
+    """An alias kept by a Module of your own is not a second use, and Identity keeps
+    nothing; a layer shared inside a Residual's body is a second use."""
+    class Head(Module):
+        def __init__(self):
+            super().__init__()
+            self.body = Sequential(Linear(3, 3), ReLU(), Linear(3, 2))
+            self.out = self.body[2]                 # an alias, as torch allows
+
+        def forward(self, x):
+            return self.body(x)
+
+        def backward(self, dy, input_grad=True):
+            return self.body.backward(dy, input_grad)
+
+    skip = tinynet.Identity()
+    m = Sequential(Head(), skip, ReLU(), skip).double()
+    x = np.ones((2, 3))
+    y = m(x)
+    assert m.backward(np.ones_like(y)).shape == x.shape
+    shared = Linear(3, 3)
+    res = Sequential(tinynet.Residual(Sequential(shared, ReLU())), shared).double()
+    y = res(x)
+    with pytest.raises(tinynet.ArgumentError, match=r"used at '0.body.0' and at '1'"):
+        res.backward(np.ones_like(y))
+
+
+def test_ordered_dict_names_that_are_attributes_are_refused():
+    from collections import OrderedDict
+    for name in ("training", "_modules", "forward"):
+        with pytest.raises(tinynet.ArgumentError, match=f"layer name '{name}' is an attribute"):
+            Sequential(OrderedDict([(name, ReLU())]))
+
+
+def test_named_modules_memo_takes_modules_as_torch():
+    m = _small()
+    assert [n for n, _ in m.named_modules(memo={m[1]})] == ["", "0", "2", "3", "4"]

@@ -287,3 +287,18 @@ def test_a_parameter_given_twice_is_refused_as_in_torch():
         SGD([w, b, w], lr=0.1)
     with pytest.raises(ArgumentError, match=r"appears in param groups 0 and 1"):
         Adam([{"params": [w]}, {"params": [b, w]}])
+
+
+def test_amsgrad_turned_off_keeps_a_loadable_state():
+    p = _param(_Host, [1.0, 2.0])
+    opt = Adam([p], amsgrad=True)
+    p.grad = np.array([0.5, -0.5])
+    opt.step()
+    opt.param_groups[0]["amsgrad"] = False
+    opt.step()
+    saved = copy.deepcopy(opt.state_dict())
+    assert "max_exp_avg_sq" in saved["state"][0]
+    again = Adam([_param(_Host, [1.0, 2.0])])
+    again.load_state_dict(saved)                 # as torch.optim.Adam does
+    np.testing.assert_array_equal(again.state[0]["max_exp_avg_sq"],
+                                  saved["state"][0]["max_exp_avg_sq"])

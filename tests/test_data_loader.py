@@ -161,3 +161,17 @@ def test_to_float_refuses_a_channels_first_batch():
         to_float(nchw)
     assert to_float(nchw.transpose(0, 2, 3, 1)).shape == (10, 3, 32, 32)
     assert to_float(np.zeros((2, 1, 5, 1), np.uint8)).shape == (2, 1, 1, 5)   # grey, H=1
+
+
+def test_labels_beyond_int64_are_refused_not_wrapped(dataset):
+    images, labels = dataset
+    big = labels.astype(np.float64)
+    big[2] = 1e20
+    with pytest.raises(LabelError, match="label 2 is 1e\\+20"):
+        DataLoader(images, big)
+    huge = labels.astype(np.uint64)
+    huge[0] = 2 ** 63
+    with pytest.raises(LabelError, match="beyond int64"):
+        DataLoader(images, huge)
+    as_objects = np.array(list(labels), dtype=object)
+    assert next(iter(DataLoader(images, as_objects)))[1].dtype == np.int64

@@ -435,9 +435,10 @@ def test_command_checks_the_data_set_before_any_check_runs(torch, capsys, monkey
     assert e.value.code == 2
     assert "invalid choice: 'fashoin-mnist' (choose from 'fashion-mnist', 'mnist')" in \
         capsys.readouterr().err
+    (tmp_path / "a-file").write_text("")
     with pytest.raises(SystemExit) as e:
-        parity.main(["--data-root", str(tmp_path / "none"), "--out", str(tmp_path / "t.txt")])
-    assert e.value.code == 2 and "no such folder" in capsys.readouterr().err
+        parity.main(["--data-root", str(tmp_path / "a-file"), "--out", str(tmp_path / "t.txt")])
+    assert e.value.code == 2 and "not a folder" in capsys.readouterr().err
 
     def missing(name, split, root=None):
         raise tinynet.DataError(f"{name}: not found in {root}")

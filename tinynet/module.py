@@ -66,6 +66,13 @@ class Module:
             self._parameters.pop(name, None)
             object.__setattr__(self, name, value)
 
+    # Whether forward calls each child exactly once (Sequential, Residual): then a layer
+    # held at two places is used twice, which a backward must refuse (``shared_module``).
+    calls_children_once = False
+    # Whether one instance may be called at several places (its backward needs nothing
+    # from its forward, as Identity's): not refused by ``shared_module``.
+    reusable = False
+
     # Bumped whenever a sub-module is added, replaced or removed anywhere, so a container
     # can cache what it learned by walking its modules (``splits``).
     structure_version = 0
@@ -122,13 +129,13 @@ class Module:
                       remove_duplicate: bool = True) -> Iterator[tuple[str, Module]]:
         """``(name, module)`` for this module and every one below it, depth first. As in
         PyTorch, a module held at two places is listed once, at the first, unless
-        ``remove_duplicate=False`` (``memo``: the modules already listed)."""
+        ``remove_duplicate=False`` (``memo``: a set of modules not to list)."""
         if memo is None:
             memo = set()
         if remove_duplicate:
-            if id(self) in memo:
+            if self in memo:
                 return
-            memo.add(id(self))
+            memo.add(self)
         yield prefix, self
         for name, m in self._modules.items():
             yield from m.named_modules(memo, _join(prefix, name), remove_duplicate)
@@ -406,14 +413,29 @@ _SPLITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _SHARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+def _called_places(module: Module, prefix: str = "") -> Iterator[tuple[str, Module]]:
+    """``(name, module)`` for every module that ``module``'s forward calls, as far as it
+    is known: the children of containers whose forward calls each child once
+    (``calls_children_once``: Sequential, Residual), recursively. A Module of your own
+    is one place (its attributes may be aliases it never calls); a ``reusable`` module
+    (Identity) is not counted."""
+    for name, child in module._modules.items():
+        place = _join(prefix, name)
+        if not getattr(type(child), "reusable", False):
+            yield place, child
+        if getattr(type(child), "calls_children_once", False):
+            yield from _called_places(child, place)
+
+
 def shared_module(model: Module) -> tuple[Module, str, str] | None:
-    """``(module, first_name, second_name)`` for the first module instance ``model`` holds
-    at two places, else None (cached until the structure of any module changes)."""
+    """``(module, first_name, second_name)`` for the first module instance that
+    ``model``'s forward calls at two places, else None (cached until the structure of
+    any module changes)."""
     cached = _SHARED.get(model)
     if cached is None or cached[0] != Module.structure_version:
         first: dict[int, str] = {}
         found = None
-        for name, m in model.named_modules(remove_duplicate=False):
+        for name, m in _called_places(model):
             if id(m) in first:
                 found = (m, first[id(m)], name)
                 break
@@ -449,6 +471,8 @@ class Sequential(Module):
     matrix product of the step). ``fit`` uses it; the default returns dLoss/dx.
     """
 
+    calls_children_once = True
+
     def __init__(self, *layers: Module) -> None:
         super().__init__()
         if len(layers) == 1 and isinstance(layers[0], dict):    # Sequential(OrderedDict(...))
@@ -457,6 +481,9 @@ class Sequential(Module):
                 if not isinstance(name, str) or not name or "." in name:
                     raise ArgumentError(f"Sequential: layer names must be non-empty strings "
                                         f"without '.', got {name!r}")
+                if name in self.__dict__ or hasattr(type(self), name):
+                    raise ArgumentError(f"Sequential: layer name {name!r} is an attribute "
+                                        f"of Sequential already; choose another name")
         else:
             named = [(str(i), layer) for i, layer in enumerate(layers)]
         for i, (name, layer) in enumerate(named):

@@ -81,8 +81,8 @@ class Optimizer:
                              f"in param groups {seen[id(p)]} and {gi}")
                     raise ArgumentError(
                         f"{type(self).__name__}: a parameter of shape {p.shape} appears "
-                        f"{where}; give each parameter once, as PyTorch requires (it "
-                        f"would be updated twice per step)")
+                        f"{where}; give each parameter once (it would be updated twice "
+                        f"per step; PyTorch refuses it across groups and warns within one)")
                 seen[id(p)] = gi
             for k, v in self.defaults.items():
                 g.setdefault(k, v)
@@ -198,11 +198,18 @@ class Optimizer:
         """The state a parameter of ``group`` keeps (name -> kind): ``STATE`` by default."""
         return self.STATE
 
+    def optional_state(self, group: dict) -> dict[str, str]:
+        """State a parameter of ``group`` may also carry (name -> kind); none by default."""
+        return {}
+
     def _plan_entry(self, where: str, i: int, p: Parameter, entry: dict, group: dict) -> dict:
         names = self.state_names(group)
-        if names and set(entry) != set(names):
+        optional = self.optional_state(group)
+        if names and not set(names) <= set(entry) <= set(names) | set(optional):
             raise StateDictError(f"{where}: state of parameter {i} has {sorted(entry)}, "
-                                 f"expected {sorted(names)}")
+                                 f"expected {sorted(names)}"
+                                 + (f" (and maybe {sorted(optional)})" if optional else ""))
+        names = dict(optional, **names)
         xp = get_array_module(p.data)
         out = {}
         for name, v in entry.items():
@@ -348,6 +355,10 @@ class Adam(Optimizer):
         if group.get("amsgrad"):
             return dict(self.STATE, max_exp_avg_sq="nonnegative array")
         return self.STATE
+
+    def optional_state(self, group: dict) -> dict[str, str]:
+        # kept from steps with amsgrad=True when a run turned it off (PyTorch loads it)
+        return {} if group.get("amsgrad") else {"max_exp_avg_sq": "nonnegative array"}
 
     def step(self) -> None:
         for i, g, p in self._indexed():

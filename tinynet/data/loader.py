@@ -51,11 +51,20 @@ def to_float(images: np.ndarray, dtype: str = "float32") -> np.ndarray:
 
 
 def _class_indices(labels: np.ndarray) -> np.ndarray:
-    """``labels`` as int64 class indices; floats only when every value is a whole number."""
+    """``labels`` as int64 class indices; floats only when every value is a whole number,
+    and nothing beyond int64's range (it would wrap)."""
+    if labels.dtype.kind == "O":                     # a list of Python ints, say
+        try:
+            labels = np.array(labels.tolist())
+        except (TypeError, ValueError, OverflowError):
+            pass
+    if labels.dtype.kind == "u" and labels.size and int(labels.max()) > np.iinfo(np.int64).max:
+        raise LabelError(f"DataLoader: label {int(labels.max())} is beyond int64, expected "
+                         f"class indices")
     if labels.dtype.kind in "iub":
         return labels.astype(np.int64, copy=False)
     if labels.dtype.kind == "f":
-        whole = np.isfinite(labels) & (labels == np.round(labels))
+        whole = np.isfinite(labels) & (labels == np.round(labels)) & (np.abs(labels) < 2.0**63)
         if whole.all():
             return labels.astype(np.int64)
         i = int(np.argmin(whole))

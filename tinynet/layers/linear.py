@@ -63,6 +63,9 @@ class Linear(Layer):
 class Identity(Layer):
     """``Identity(*args, **kwargs)``: y = x, dx = dy (arguments are ignored, as in PyTorch)."""
 
+    reusable = True     # its backward needs nothing from the forward: one instance may
+    #                     stand at several places of a model
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__()
         self._shape = None

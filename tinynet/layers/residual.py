@@ -21,6 +21,8 @@ class Residual(Module):
     ``projection`` (state_dict keys ``body.0.weight``, ``projection.0.weight``).
     """
 
+    calls_children_once = True      # forward calls body and projection once each
+
     def __init__(self, body: Module, projection: Module | None = None) -> None:
         super().__init__()
         if not isinstance(body, Module):

@@ -94,8 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
     writable_file(p, args.out, "--out")
-    if args.data_root is not None and not os.path.isdir(args.data_root):
-        p.error(f"--data-root {args.data_root!r}: no such folder")
+    if "trajectories" not in args.skip and args.data_root is not None and \
+            os.path.exists(args.data_root) and not os.path.isdir(args.data_root):
+        p.error(f"--data-root {args.data_root!r}: not a folder")   # a new one is made
     threads = _threads(args.threads)
     with torch_threads(threads) as torch, use_kernels(args.kernels):
         header = (f"tinynet parity: {get_kernels()} kernels; torch {torch.__version__} "

@@ -39,10 +39,16 @@ examples:
   python -m experiments report              REPORT.md of what ran into runs/experiments"""
 
 
-def main(argv: list | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m experiments", description=DESCRIPTION,
-                                epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def _inside(path: str, folder: str) -> bool:
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return path == folder or path.startswith(folder + os.sep)
+
+
+def main(argv: list | None = None, prog: str = "python -m experiments") -> int:
+    from tinynet.cliargs import WHOLE_0, OneLineParser, writable_folder
+    from tinynet.errors import TinynetError
+    p = OneLineParser(prog=prog, description=DESCRIPTION, epilog=EPILOG,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("study", nargs="*",
                    help="s1 ... s11, 'all', or 'report' (REPORT.md of the output folder only)")
     p.add_argument("--list", action="store_true", help="list the studies and exit")
@@ -53,7 +59,7 @@ def main(argv: list | None = None) -> int:
                    help="also train the PyTorch twin (default: on when torch is installed)")
     p.add_argument("--no-torch", dest="use_torch", action="store_false",
                    help="skip the PyTorch twin")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=WHOLE_0, default=0,
                    help="seed of the initial weights and the data order (default: 0)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                    help="where tinynet trains (default: cpu); S9 runs at the report's size "
@@ -70,6 +76,10 @@ def main(argv: list | None = None) -> int:
                             "and rebuild results/REPORT.md")
     args = p.parse_args(argv)
     out = RESULTS if args.record else (args.out or DEFAULT_OUT)
+    if args.quick and _inside(out, RESULTS):
+        p.error(f"--quick into {out}: quick runs are not a replication and are not written "
+                f"into results/ (the committed results); use another --out, or the default "
+                f"{DEFAULT_OUT}")
 
     if args.list or not args.study:
         for name, module in registry.STUDIES.items():
@@ -81,15 +91,12 @@ def main(argv: list | None = None) -> int:
             print(f"\nrun one: python -m experiments s1 [--quick]; outputs go to {DEFAULT_OUT}/ "
                   "(see --help)")
         return 0
+    writable_folder(p, out, "--out")
     if args.use_torch is None:
         args.use_torch = common.torch_available()
     elif args.use_torch and not common.torch_available():
         print("--torch: PyTorch is not installed (pip install torch), or use --no-torch",
               file=sys.stderr)
-        return 2
-    if args.record and args.quick:
-        print("--record --quick: quick runs are not a replication and are not recorded into "
-              "results/; drop --record (outputs go to runs/experiments)", file=sys.stderr)
         return 2
     names = []
     for s in args.study:
@@ -121,6 +128,10 @@ def main(argv: list | None = None) -> int:
         try:
             mod.run(out_dir, quick=args.quick, seed=args.seed, use_torch=args.use_torch,
                     device=args.device)
+        except TinynetError as e:  # missing data, no CuPy, ...: one line, not a traceback
+            print(f"{prog}: {name}: error: {e}", file=sys.stderr, flush=True)
+            failed.append(name)
+            continue
         except Exception as e:  # one broken study must not stop `all`
             if len(names) == 1:
                 raise
@@ -135,5 +146,15 @@ def main(argv: list | None = None) -> int:
     return 1 if failed else 0
 
 
+def study_main(module: str) -> int:
+    """``python -m experiments.s01_lr [options]``: the same as ``python -m experiments s1
+    [options]`` (each study module's ``__main__`` calls this with its own name)."""
+    from tinynet.cliargs import run_command
+    short = module.rsplit(".", 1)[-1]
+    return run_command(lambda: main([registry.resolve(short), *sys.argv[1:]],
+                                     prog=f"python -m {module}"))
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    from tinynet.cliargs import run_command
+    sys.exit(run_command(main))

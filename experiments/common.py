@@ -481,9 +481,10 @@ def train_pair(label: str, build: Callable, opt: tuple, train, test, epochs: int
         if grad_norm_steps:
             th["grad_norm"] = tnorms
         last = th["test_acc"][-1] if th["test_acc"] else float("nan")
-        say(f"[{label}] torch twin: {len(th['epoch'])} epochs, test acc {last:.2f}% "
-            f"({th['total_seconds']:.1f} s)" + (f"; stopped: {th['stopped']}" if th["stopped"]
-                                                else ""))
+        say(f"[{label}] torch twin: {len(th['epoch'])} epochs"
+            + (f", test acc {last:.2f}%" if math.isfinite(last) else "")
+            + f" ({th['total_seconds']:.1f} s)" + (f"; stopped: {th['stopped']}"
+                                                  if th["stopped"] else ""))
         out["torch"] = th
         prov["torch"] = provenance()
         out["twin_start"] = twin_start(h, th)
@@ -568,9 +569,10 @@ def _train_tinynet(label, model, opt, train, test, epochs, batch_size, shuffle, 
             loss_fn.acc.clear()
         if e["epoch"]:
             h["epoch"].append(epoch)
-            say(f"[{label}] tinynet epoch {epoch}: train loss {e['train_loss'][0]:.4f}, "
-                f"test loss {e['test_loss'][0]:.4f}, test acc {e['test_acc'][0]:.2f}% "
-                f"({e['seconds'][0]:.1f} s)")
+            tested = test is not None and math.isfinite(e["test_acc"][0])
+            say(f"[{label}] tinynet epoch {epoch}: train loss {e['train_loss'][0]:.4f}"
+                + (f", test loss {e['test_loss'][0]:.4f}, test acc {e['test_acc'][0]:.2f}%"
+                   if tested else " (no test set)") + f" ({e['seconds'][0]:.1f} s)")
         steps_done += len(e["steps"])
         if e["stopped"]:
             h["stopped"] = e["stopped"].replace("epoch 1", f"epoch {epoch}")

@@ -228,3 +228,8 @@ def _budget_study(out_dir, quick, seed, use_torch, device, runs, previous):
               "dropout the twin is a second run from the same initial weights rather than "
               "a copy.\n")
     return table, [path]
+
+
+if __name__ == "__main__":   # the same as: python -m experiments s2 ...
+    from .__main__ import study_main
+    raise SystemExit(study_main(__spec__.name))

@@ -194,3 +194,8 @@ def run(out_dir: str, quick: bool = False, seed: int = 0, use_torch: bool = True
         "; ".join(f"{r[0]}: first-layer {r[1]} vs last-layer {r[3]}" for r in deep_rows)
     return common.finish(out_dir, NAME, TITLE, table, runs, files, summary, quick, seed,
                          time.perf_counter() - t0)
+
+
+if __name__ == "__main__":   # the same as: python -m experiments s3 ...
+    from .__main__ import study_main
+    raise SystemExit(study_main(__spec__.name))

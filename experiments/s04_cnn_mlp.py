@@ -110,3 +110,8 @@ def run(out_dir: str, quick: bool = False, seed: int = 0, use_torch: bool = True
         f"{r[0]} {r[2]} ({n_seeds} seeds {r[3]})" for r in rows)
     return common.finish(out_dir, NAME, TITLE, table, runs, files, summary, quick, seed,
                          time.perf_counter() - t0)
+
+
+if __name__ == "__main__":   # the same as: python -m experiments s4 ...
+    from .__main__ import study_main
+    raise SystemExit(study_main(__spec__.name))

@@ -114,3 +114,8 @@ def run(out_dir: str, quick: bool = False, seed: int = 0, use_torch: bool = True
         f"{k} {common.outcome(r['tinynet'])}" for k, r in runs.items())
     return common.finish(out_dir, NAME, TITLE, "\n".join(tables), runs, files, summary, quick,
                          seed, time.perf_counter() - t0)
+
+
+if __name__ == "__main__":   # the same as: python -m experiments s5 ...
+    from .__main__ import study_main
+    raise SystemExit(study_main(__spec__.name))

@@ -291,3 +291,8 @@ def _evidence(out_dir, quick, seed, device, epochs, source, train, val, split, r
                      "validation accuracy (%)", f"S7: accuracy against JPEG quality ({where})",
                      quick=quick)
     return table, [path]
+
+
+if __name__ == "__main__":   # the same as: python -m experiments s7 ...
+    from .__main__ import study_main
+    raise SystemExit(study_main(__spec__.name))

@@ -27,11 +27,9 @@ Run on its own: ``python -m experiments.s08_fd [--quick]`` (into ``runs/experime
 
 from __future__ import annotations
 
-import argparse
 import copy
 import math
 import os
-import sys
 import time
 
 import numpy as np
@@ -252,19 +250,6 @@ def run(out_dir: str, quick: bool = False, seed: int = 0, use_torch: bool = True
                          time.perf_counter() - t0, notes)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m experiments.s08_fd", description=TITLE)
-    ap.add_argument("--out", default=os.path.join("runs", "experiments", "s8"),
-                    help="output folder (default: runs/experiments/s8; the committed results "
-                         "are in results/s8)")
-    ap.add_argument("--quick", action="store_true", help=f"{STEPS_QUICK} training steps on "
-                    "a subset (the FD sweep itself is always complete)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--no-torch", dest="use_torch", action="store_false")
-    args = ap.parse_args(argv)
-    run(args.out, quick=args.quick, seed=args.seed, use_torch=args.use_torch)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":   # the same as: python -m experiments s8 ...
+    from .__main__ import study_main
+    raise SystemExit(study_main(__spec__.name))

@@ -266,3 +266,8 @@ def run(out_dir: str, quick: bool = False, seed: int = 0, use_torch: bool = True
                   for r in head_rows))
     return common.finish(out_dir, NAME, TITLE, table, runs, files, summary, quick, seed,
                          time.perf_counter() - t0)
+
+
+if __name__ == "__main__":   # the same as: python -m experiments s10 ...
+    from .__main__ import study_main
+    raise SystemExit(study_main(__spec__.name))

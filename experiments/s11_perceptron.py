@@ -168,3 +168,8 @@ def _decision_plot(path: str, x, y, wb, w0, quick: bool = False) -> str:
     ax.set_title("S11: perceptron decision regions (3 epochs, lr 0.001)")
     ax.legend(fontsize=8)
     return common.save_plot(fig, path, quick)
+
+
+if __name__ == "__main__":   # the same as: python -m experiments s11 ...
+    from .__main__ import study_main
+    raise SystemExit(study_main(__spec__.name))

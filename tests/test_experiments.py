@@ -318,8 +318,45 @@ def test_record_writes_results_and_refuses_quick(capsys, monkeypatch, tmp_path):
     import experiments.__main__ as cli
     assert cli.DEFAULT_OUT == os.path.join("runs", "experiments")
     assert cli.RESULTS == os.path.join(REPO, "results")
-    assert main(["s11", "--quick", "--record"]) == 2
-    assert "not recorded" in capsys.readouterr().err
+    for where in (["--record"], ["--out", cli.RESULTS],
+                  ["--out", os.path.join(cli.RESULTS, "s8")]):
+        with pytest.raises(SystemExit) as e:    # a QUICK run never lands in results/
+            main(["s11", "--quick", *where])
+        assert e.value.code == 2
+        assert "quick runs are not a replication and are not written into results/" in \
+            capsys.readouterr().err
+
+
+def test_bad_arguments_and_failing_studies_are_one_line(capsys, tmp_path, monkeypatch):
+    (tmp_path / "a-file").write_text("")
+    for args, text in ((["s1", "--seed", "-1"], "--seed: expected a whole number >= 0"),
+                       (["s1", "--out", str(tmp_path / "a-file")], "is a file, not a folder")):
+        with pytest.raises(SystemExit) as e:
+            main(args)
+        assert e.value.code == 2 and text in capsys.readouterr().err
+    import experiments.s11_perceptron as s11
+    from tinynet.errors import DataError
+
+    def missing(*a, **k):
+        raise DataError("fashion-mnist: not found")
+
+    monkeypatch.setattr(s11, "run", missing)
+    assert main(["s11", "--quick", "--out", str(tmp_path / "o")]) == 1
+    assert capsys.readouterr().err == \
+        "python -m experiments: s11: error: fashion-mnist: not found\n"
+
+
+def test_each_study_module_runs_as_python_m(tmp_path):
+    """``python -m experiments.s01_lr --help`` is ``python -m experiments s1 --help``."""
+    import subprocess
+    import sys
+    for module in ("s01_lr", "s08_fd", "s11_perceptron"):
+        proc = subprocess.run([sys.executable, "-m", f"experiments.{module}", "--bogus"],
+                              capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                              env=dict(os.environ, PYTHONPATH=REPO))
+        assert proc.returncode == 2
+        assert proc.stderr.startswith(f"python -m experiments.{module}: error: "
+                                      f"unrecognized arguments: --bogus"), proc.stderr
     with pytest.raises(SystemExit) as e:   # --record and --out are exclusive
         main(["s11", "--record", "--out", str(tmp_path)])
     assert e.value.code == 2

@@ -159,6 +159,17 @@ class PoolAssigns(S.MaxPool2d):
         return dx
 
 
+class BNUnbiasedTerm(S.BatchNorm1d):
+    def backward(self, dy, input_grad=True):   # only the template's cache, N/(N-1) added
+        xhat, invstd = self._cache
+        n = dy.shape[0]
+        self.bias.accumulate(dy.sum(axis=0))
+        self.weight.accumulate((dy * xhat).sum(axis=0))
+        g = dy * self.weight.data
+        return invstd / n * (n * g - g.sum(axis=0)
+                             - xhat * (g * xhat).sum(axis=0) * n / (n - 1))
+
+
 class BNUnbiased(S.BatchNorm1d):
     def forward(self, x):
         self._x = x
@@ -199,6 +210,7 @@ BROKEN = [
     (PoolAllTies, "MaxPool2d", "Pooling ties"),
     (PoolAssigns, "MaxPool2d", "Accumulate with +="),
     (BNUnbiased, "BatchNorm1d", "Biased vs unbiased variance"),
+    (BNUnbiasedTerm, "BatchNorm1d", "an N/(N-1) in the variance term"),
     (BNConstants, "BatchNorm1d", "two extra terms"),
 ]
 
@@ -210,6 +222,37 @@ def test_broken_variant_fails_with_the_right_hint(cls, exercise, hint):
     assert any(hint in h for h in report.hints()), str(report)
     text = str(report)
     assert "[FAIL]" in text and "HINT: " in text
+
+
+class LinearHalvesDy(S.Linear):
+    def backward(self, dy, input_grad=True):    # right gradients, then dy edited in place
+        dx = S.Linear.backward(self, dy.copy(), input_grad)
+        dy /= 2
+        return dx
+
+
+class CrossEntropyInPlace(S.SoftmaxCrossEntropy):
+    def backward(self):                         # p[rows, t] -= 1 on the cached p
+        p, t = self._cache
+        p[np.arange(len(t)), t] -= 1
+        return p / len(t)
+
+
+def test_editing_dy_after_use_is_named_alone():
+    """The expected gradients come from the dy as drawn, not the one the student edited:
+    right gradients get no false 'twice the right value' hint."""
+    report = grade(LinearHalvesDy, exercise="Linear", verbose=False, use_torch=False)["Linear"]
+    text = str(report)
+    assert "backward wrote into the dy it was given" in text
+    assert "is wrong" not in text and "Twice the right value" not in text
+
+
+def test_a_loss_backward_that_edits_its_cache_fails():
+    report = grade(CrossEntropyInPlace, exercise="SoftmaxCrossEntropy", verbose=False,
+                   use_torch=False)["SoftmaxCrossEntropy"]
+    assert not report.passed
+    assert "a second backward() returned a different gradient" in str(report)
+    assert any("p.copy()" in h for h in report.hints())
 
 
 def test_failure_names_gradient_index_and_values():

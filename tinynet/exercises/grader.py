@@ -342,7 +342,7 @@ def grade_case(cls, ex: Exercise, spec: Spec, seed: int, use_torch: bool = True)
 
     y_ref = ref(x.copy(), target) if ex.is_loss else ref(x.copy())
     dy = None if ex.is_loss else rng.standard_normal(np.shape(y_ref))
-    dy_seen = None if dy is None else dy.copy()
+    given = None if dy is None else dy.copy()    # the student's copy: dy stays as drawn
     try:
         if ex.is_loss:
             y = stu(x.copy(), target.copy())
@@ -361,7 +361,10 @@ def grade_case(cls, ex: Exercise, spec: Spec, seed: int, use_torch: bool = True)
              "The forward is given in the template; restore it and write only backward.")
         return res
     try:
-        dx = stu.backward() if ex.is_loss else stu.backward(dy)
+        dx = stu.backward() if ex.is_loss else stu.backward(given)
+        if ex.is_loss:                  # a second call must give the same: no cache edited
+            first = np.array(dx, copy=True)
+            again = stu.backward()
     except NotImplementedError:
         res.status = "not implemented"
         fail("backward raises NotImplementedError: write it (see the docstring).")
@@ -379,6 +382,14 @@ def grade_case(cls, ex: Exercise, spec: Spec, seed: int, use_torch: bool = True)
                     "matrix, or a sum over the wrong axis, is the usual cause).")
         fail(f"backward raised {type(e).__name__}: {e} (line {tb.lineno} of {tb.filename})",
              hint)
+        return res
+    if ex.is_loss and not (np.shape(again) == np.shape(first)
+                           and np.array_equal(np.asarray(again), first)):
+        res.status = "failed"
+        fail("a second backward() returned a different gradient: backward changed what "
+             "forward cached (p[rows, t] -= 1 on the cached p).",
+             "Leave the cache as forward left it: start from a copy (dz = p.copy()) or "
+             "build a new array (dz = p - onehot).")
         return res
     got = {"dx": dx}
     for name in params:
@@ -424,7 +435,7 @@ def grade_case(cls, ex: Exercise, spec: Spec, seed: int, use_torch: bool = True)
                  f"{bad.want:.6g} ({source}); off by {abs(bad.got - bad.want):.3g} "
                  f"(relative error {bad.rel:.2g}; largest error {bad.max_abs:.3g})", hint)
             break
-    if dy is not None and not np.array_equal(dy, dy_seen):
+    if dy is not None and not np.array_equal(dy, given):
         res.status = "failed"
         fail("backward wrote into the dy it was given.",
              "Never modify dy in place (dy *= mask): another layer may still need it. "

@@ -270,6 +270,12 @@ def _bn_mistakes() -> list[Mistake]:
         return {"dx": invstd / n * (n * g - g.sum(0) - xhat * (g * xhat).sum(0)),
                 "weight": (c.dy * xhat).sum(0)}
 
+    def unbiased_term(c):
+        # the template's cache (xhat, invstd) with d var / dx taken as 2 (x - mu) / (N - 1)
+        n, xhat, invstd, g = _bn_parts(c)
+        return {"dx": invstd / n * (n * g - g.sum(0)
+                                    - xhat * (g * xhat).sum(0) * n / (n - 1))}
+
     def no_mean_term(c):
         n, xhat, invstd, g = _bn_parts(c)
         return {"dx": invstd / n * (n * g - xhat * (g * xhat).sum(0))}
@@ -295,6 +301,10 @@ def _bn_mistakes() -> list[Mistake]:
                 "Biased vs unbiased variance: training-mode BatchNorm normalises with the "
                 "biased variance (divide by N, var(ddof=0)); the unbiased N-1 version only "
                 "goes into running_var.", unbiased),
+        Mistake("unbiased variance in the variance term",
+                "Biased vs unbiased variance: var = mean((x - mu)^2) divides by N, so d var / "
+                "dx[n] = 2 (x[n] - mu) / N; an N/(N-1) in the variance term is the unbiased "
+                "variance, which only goes into running_var.", unbiased_term),
         Mistake("missing the mean term",
                 "Missing the term from the mean: subtract sum_n g (the gradient through mu).",
                 no_mean_term),

@@ -216,10 +216,12 @@ def test_cli_random_base(capsys):
     assert len(norms) == 2 and all(math.isfinite(v) and v > 0 for v in norms)
 
 
-@pytest.mark.parametrize("model", ["simplecnn", "convbn"])
-def test_cli_table_of_a_cnn_fits_100_columns(model, capsys):
-    assert trace_main(["--model", model, "--batch", "64", "--random"]) == 0
+@pytest.mark.parametrize("model,batch", [("simplecnn", 64), ("convbn", 64), ("convbn", 256)])
+def test_cli_table_of_a_cnn_fits_100_columns(model, batch, capsys):
+    """The width does not grow with the batch: shapes print as Nx32x28x28."""
+    assert trace_main(["--model", model, "--batch", str(batch), "--random"]) == 0
     lines = capsys.readouterr().out.splitlines()
+    assert f", N = {batch}" in "\n".join(lines) and " Nx32x28x28 " in "\n".join(lines)
     assert any("BatchNorm2d" in line or "MaxPool2d" in line for line in lines)
     assert max(len(line) for line in lines) <= 100
     table = "\n".join(lines)

@@ -190,10 +190,14 @@ class Trace:
         magnitude ``max|v|``, the L2 norm, the share of exact zeros, and the milliseconds.
         The dtype goes on the first line when every call had the same one (else a column).
         The width follows the values (milliseconds take at most five characters below
-        10 s); the study models' tables at batch 64 are 92-99 columns wide.
+        10 s); when every shape starts with the batch size it prints as ``N`` and the
+        first line says ``N = 64``, so the width does not grow with the batch.
         """
         rows = self.rows(phase)
         dtypes = sorted({r["dtype"] for r in rows})
+        shapes = [s for r in rows for s in (r["in_shape"], r["out_shape"]) if s]
+        leads = {s[0] for s in shapes}
+        batch = leads.pop() if len(leads) == 1 and shapes[0][0] >= 10 else None
         header = ["layer", "pass", "in", "out"] + (["dtype"] if len(dtypes) > 1 else []) + \
             ["mean", "std", "max|v|", "L2 norm", "zeros", "ms"]
         lines = []
@@ -201,7 +205,7 @@ class Trace:
             star = "*" if r["stats_of"] == "input" else ""
             big = None if r["min"] is None else max(abs(r["min"]), abs(r["max"]))
             lines.append([f"{r['layer']} {r['type']}", r["phase"][0] + "wd",
-                          _fmt_shape(r["in_shape"]), _fmt_shape(r["out_shape"])]
+                          _fmt_shape(r["in_shape"], batch), _fmt_shape(r["out_shape"], batch)]
                          + ([r["dtype"]] if len(dtypes) > 1 else [])
                          + [_fmt(r["mean"]), _fmt(r["std"]), _fmt(big), _fmt(r["norm"]) + star,
                             "-" if r["zeros"] is None else f"{100 * r['zeros']:.1f}%",
@@ -210,6 +214,8 @@ class Trace:
         first = f"{' and '.join(used)} kernels (tinynet.set_kernels)"
         if len(dtypes) == 1:
             first += f", {dtypes[0]}"
+        if batch is not None:
+            first += f", N = {batch}"
         out = [first, format_table(header, lines, align="<<<<" + ">" * (len(header) - 4))]
         if any(r["stats_of"] == "input" for r in self._rows):
             out.append("* backward without dL/dx (input_grad=False): statistics of the "
@@ -295,11 +301,15 @@ def _fmt_ms(seconds: float) -> str:
     return f"{ms:.0f}"
 
 
-def _fmt_shape(s) -> str:
-    """``64x32x28x28`` for ``(64, 32, 28, 28)``; ``()`` for a scalar."""
+def _fmt_shape(s, batch: int | None = None) -> str:
+    """``64x32x28x28`` for ``(64, 32, 28, 28)``, ``Nx32x28x28`` when every shape of the
+    table starts with the batch size ``batch`` (said once on the first line); ``()`` for
+    a scalar."""
     if s is None:
         return "-"
-    return "x".join(str(d) for d in s) if len(s) else "()"
+    if not len(s):
+        return "()"
+    return "x".join(["N" if batch is not None else str(s[0])] + [str(d) for d in s[1:]])
 
 
 def trace(model: Module, sync: bool = True) -> Trace:

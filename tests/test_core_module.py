@@ -418,6 +418,23 @@ def test_only_layers_a_forward_calls_twice_are_refused():
     with pytest.raises(tinynet.ArgumentError, match=r"used at '0.body.0' and at '1'"):
         res.backward(np.ones_like(y))
 
+    class Block(Module):                     # a Module of your own that runs a Sequential
+        def __init__(self, seq):
+            super().__init__()
+            self.seq = seq
+
+        def forward(self, x):
+            return self.seq(x)
+
+        def backward(self, dy, input_grad=True):
+            return self.seq.backward(dy, input_grad)
+
+    inner = Sequential(Linear(3, 3), ReLU(), Block(Sequential(shared))).double()
+    y = inner(x)
+    with pytest.raises(tinynet.ArgumentError, match=r"at '0' and at '2.seq.0'"):
+        Sequential(shared, ReLU(), Block(Sequential(shared))).double().backward(y)
+    assert inner.backward(np.ones_like(y)).shape == x.shape
+
 
 def test_ordered_dict_names_that_are_attributes_are_refused():
     from collections import OrderedDict

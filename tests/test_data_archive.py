@@ -191,6 +191,28 @@ def test_a_killed_extractions_staging_folder_is_removed_by_the_next(tmp_path):
     assert sorted(os.listdir(dest)) == sorted([bare.name, "top"])
 
 
+@pytest.mark.skipif(os.name != "posix", reason="stale staging folders are found by flock")
+def test_a_stale_folder_that_cannot_be_removed_keeps_its_lock_and_blocks_nothing(
+        tmp_path, monkeypatch):
+    path = build(tmp_path / "good.tar.gz", GOOD)
+    dest = tmp_path / "out"
+    stale = dest / f"{archive.STAGING_PREFIX}h-1-theirs"
+    (stale / "top").mkdir(parents=True)
+    (dest / (stale.name + archive.LOCK_SUFFIX)).write_bytes(b"")
+    monkeypatch.setattr(archive.shutil, "rmtree", lambda *a, **k: None)   # not ours to remove
+    real_unlink = os.unlink
+
+    def refuse_theirs(p, *a, **k):
+        if str(p).endswith("theirs" + archive.LOCK_SUFFIX):
+            raise PermissionError(1, "Operation not permitted")
+        return real_unlink(p, *a, **k)
+
+    monkeypatch.setattr(archive.os, "unlink", refuse_theirs)
+    archive.safe_extract(path, str(dest))           # extracts all the same
+    assert (dest / "top" / "a.txt").read_bytes() == b"alpha"
+    assert (dest / (stale.name + archive.LOCK_SUFFIX)).exists()   # kept: folder still there
+
+
 def test_the_staging_folder_is_locked_while_in_use_and_removed_after(tmp_path, monkeypatch):
     path = build(tmp_path / "good.tar.gz", GOOD)
     dest = tmp_path / "out"

@@ -247,6 +247,19 @@ def test_editing_dy_after_use_is_named_alone():
     assert "is wrong" not in text and "Twice the right value" not in text
 
 
+class CrossEntropyFreesCache(S.SoftmaxCrossEntropy):
+    def backward(self):                         # right, then frees what forward kept
+        dz = S.SoftmaxCrossEntropy.backward(self)
+        self._kernel_cache = None
+        return dz
+
+
+def test_a_loss_backward_that_frees_its_cache_passes():
+    report = grade(CrossEntropyFreesCache, exercise="SoftmaxCrossEntropy", verbose=False,
+                   use_torch=False)["SoftmaxCrossEntropy"]
+    assert report.passed, str(report)
+
+
 def test_a_loss_backward_that_edits_its_cache_fails():
     report = grade(CrossEntropyInPlace, exercise="SoftmaxCrossEntropy", verbose=False,
                    use_torch=False)["SoftmaxCrossEntropy"]

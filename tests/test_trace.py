@@ -322,3 +322,19 @@ def test_cli_fashion_mnist_batch_and_plot(tmp_path, capsys):
         trace_main(["--batch", "0", "--random"])
     assert exit_.value.code == 2
     assert "--batch: expected a whole number >= 1, got '0'" in capsys.readouterr().err
+
+
+def test_the_batch_shorthand_only_when_asked_and_true():
+    """``table(batch=N)`` writes Nx... only when every shape starts with N; unbatched
+    inputs whose first axis happens to be large keep their shapes."""
+    import numpy as np
+
+    import tinynet
+    conv = tinynet.Sequential(tinynet.Conv2d(16, 16, 3, padding=1), tinynet.ReLU())
+    with tinynet.trace(conv) as tr:
+        conv(np.zeros((16, 12, 12), np.float32))          # one unbatched sample
+    assert "16x12x12" in tr.table() and "N = " not in tr.table()
+    with tinynet.trace(conv) as tr:
+        conv(np.zeros((20, 16, 12, 12), np.float32))
+    assert "20x16x12x12" in tr.table()
+    assert "Nx16x12x12" in tr.table(batch=20) and ", N = 20" in tr.table(batch=20)

@@ -414,17 +414,17 @@ _SHARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _called_places(module: Module, prefix: str = "") -> Iterator[tuple[str, Module]]:
-    """``(name, module)`` for every module that ``module``'s forward calls, as far as it
-    is known: the children of containers whose forward calls each child once
-    (``calls_children_once``: Sequential, Residual), recursively. A Module of your own
-    is one place (its attributes may be aliases it never calls); a ``reusable`` module
-    (Identity) is not counted."""
+    """``(name, module)`` for every place a forward is known to call a module: each child
+    of a container whose forward calls each child once (``calls_children_once``:
+    Sequential, Residual), at any depth, also inside a Module of your own. The direct
+    children of such a Module are not places (they may be aliases it never calls); a
+    ``reusable`` module (Identity) is not counted."""
+    counted = getattr(type(module), "calls_children_once", False)
     for name, child in module._modules.items():
         place = _join(prefix, name)
-        if not getattr(type(child), "reusable", False):
+        if counted and not getattr(type(child), "reusable", False):
             yield place, child
-        if getattr(type(child), "calls_children_once", False):
-            yield from _called_places(child, place)
+        yield from _called_places(child, place)
 
 
 def shared_module(model: Module) -> tuple[Module, str, str] | None:

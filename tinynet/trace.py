@@ -182,7 +182,7 @@ class Trace:
                 out[name] = _norm(p.grad)
         return out
 
-    def table(self, phase: str | None = None) -> str:
+    def table(self, phase: str | None = None, batch: int | None = None) -> str:
         """The records as a text table, one line per layer call (``rows()`` has every field).
 
         Columns: the layer (state_dict prefix and type), the pass (``fwd``/``bwd``), the
@@ -190,14 +190,15 @@ class Trace:
         magnitude ``max|v|``, the L2 norm, the share of exact zeros, and the milliseconds.
         The dtype goes on the first line when every call had the same one (else a column).
         The width follows the values (milliseconds take at most five characters below
-        10 s); when every shape starts with the batch size it prints as ``N`` and the
-        first line says ``N = 64``, so the width does not grow with the batch.
+        10 s). With ``batch`` (the batch size the model was given) and every shape
+        starting with it, shapes print as ``Nx32x28x28`` and the first line says
+        ``N = 64``, so the width does not grow with the batch (``tinynet trace`` does this).
         """
         rows = self.rows(phase)
         dtypes = sorted({r["dtype"] for r in rows})
-        shapes = [s for r in rows for s in (r["in_shape"], r["out_shape"]) if s]
-        leads = {s[0] for s in shapes}
-        batch = leads.pop() if len(leads) == 1 and shapes[0][0] >= 10 else None
+        shapes = [s for r in rows for s in (r["in_shape"], r["out_shape"]) if s is not None]
+        if batch is not None and not all(len(s) and s[0] == batch for s in shapes):
+            batch = None
         header = ["layer", "pass", "in", "out"] + (["dtype"] if len(dtypes) > 1 else []) + \
             ["mean", "std", "max|v|", "L2 norm", "zeros", "ms"]
         lines = []
@@ -383,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         loss = loss_fn(model(x), t)
         model.backward(loss_fn.backward())
     print(f"model {args.model}, one batch of {args.batch} ({source}), loss {loss:.4f}\n")
-    print(tr.table())
+    print(tr.table(batch=args.batch if args.batch >= 10 else None))  # below 10 N saves nothing
     print("\nparameter gradient norms:")
     for name, val in tr.param_grad_norms().items():
         print(f"  {name:24s} {val:.6g}")

@@ -581,8 +581,12 @@ def _remove_stale_staging(dest: str) -> None:
                 continue                     # held: that extraction is running
             if not _is_folder(folder):
                 continue                     # not made yet: its owner waits for this lock
-            shutil.rmtree(folder, ignore_errors=True)
-            os.unlink(lock_path)
+            shutil.rmtree(folder, ignore_errors=True)   # best effort: another user's
+            if not os.path.lexists(folder):             # folder may not be ours to remove
+                try:
+                    os.unlink(lock_path)
+                except OSError:
+                    pass
 
 
 def _folder_in(d: str, root: str) -> str | None:

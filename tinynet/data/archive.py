@@ -561,8 +561,9 @@ def _make_staging(dest: str) -> tuple[str, object]:
 def _remove_stale_staging(dest: str) -> None:
     """Remove what a killed extraction left in ``dest``: each staging folder whose lock
     file nobody holds, with that lock file. A held lock (an extraction running in any
-    process, container or machine sharing the disk) is left alone, and so is a lock
-    whose folder does not exist yet (its owner is about to lock it)."""
+    process or container; on another machine where the file system shares locks, as
+    NFS does) is left alone, and so is a lock whose folder does not exist yet (its owner
+    is about to lock it)."""
     if fcntl is None:
         return
     for entry in os.listdir(dest):

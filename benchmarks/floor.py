@@ -26,7 +26,6 @@ Results go to ``runs/benchmarks/<machine>/floor.*`` (``--record``: the committed
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -37,7 +36,7 @@ import numpy
 import benchmarks  # noqa: F401 -- CUPY_TF32=0 before tinynet imports cupy
 from tinynet.cliargs import WHOLE_1, NamesHelpFormatter, OneLineParser, batch_list
 
-from .timing import add_arguments, start
+from .timing import add_arguments, finish, start
 
 SIDES = ("torch", "tinynet", "numpy floor", "products + update", "products")
 
@@ -52,6 +51,7 @@ def floor_step(params: list, x, target, lr: float):
     with mean reduction) on ``params`` = [W1, b1, W2, b2, W3, b3], in place, as plain
     NumPy with no framework. Returns a function of no arguments that runs the step on
     ``x (N, 784)`` and the class indices ``target (N,)`` and returns the loss."""
+    from tinynet.optim import descend  # plain NumPy, no framework state
     w1, b1, w2, b2, w3, b3 = params
     dtype = w1.dtype
     n = x.shape[0]
@@ -85,12 +85,7 @@ def floor_step(params: list, x, target, lr: float):
         d1 *= h1 > 0
         grads[0], grads[1] = d1.T @ x, ones @ d1
         for p, g in zip(params, grads):
-            flat_p, flat_g = p.reshape(-1), g.reshape(-1)
-            for lo in range(0, flat_p.size, UPDATE_BLOCK):
-                hi = min(flat_p.size, lo + UPDATE_BLOCK)
-                block = scratch[:hi - lo]
-                numpy.multiply(flat_g[lo:hi], rate, out=block)
-                numpy.subtract(flat_p[lo:hi], block, out=flat_p[lo:hi])
+            descend(p, g, rate, scratch)                # p -= lr g, in cache-sized blocks
         return loss
     return step
 
@@ -182,7 +177,6 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
-    from .report import load_average, output_folder, write_json, write_markdown
     threads, timer, head = start(p, args, "base MLP floor")
     rows, t0 = [], time.perf_counter()
     for batch in args.batches:
@@ -192,16 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  batch {batch:<5} tinynet/torch {o['tinynet']:.2f}  numpy floor/torch "
               f"{o['numpy floor']:.2f}  products+update/torch {o['products + update']:.2f}",
               flush=True)
-    head["seconds"] = round(time.perf_counter() - t0, 1)
-    head["load_average_end"] = load_average()
-    text = markdown(head, rows)
-    out = output_folder(head, args.out, args.record)
-    paths = [write_markdown(os.path.join(out, "floor.md"), text),
-             write_json(os.path.join(out, "floor.json"), head, rows)]
-    print()
-    print(text)
-    print("written: " + ", ".join(paths))
-    return 0
+    return finish(head, t0, args, "floor", lambda h: markdown(h, rows), rows)
 
 
 if __name__ == "__main__":

@@ -220,3 +220,21 @@ def start(p, args, what: str):
     head = machine_header("cpu", threads, timer, args.repeats)
     print(f"# {what} on {head['cpu']}, {threads.count} threads", flush=True)
     return threads, timer, head
+
+
+def finish(head: dict, t0: float, args, name: str, render: Callable[[dict], str],
+           rows: list) -> int:
+    """End of a command :func:`start` began: the time taken and the load into ``head``,
+    ``<name>.md`` (``render(head)``) and ``<name>.json`` written where ``--out`` /
+    ``--record`` say, the table printed. Returns the exit status, 0."""
+    from .report import load_average, output_folder, write_json, write_markdown
+    head["seconds"] = round(time.perf_counter() - t0, 1)
+    head["load_average_end"] = load_average()
+    text = render(head)
+    out = output_folder(head, args.out, args.record)
+    paths = [write_markdown(os.path.join(out, name + ".md"), text),
+             write_json(os.path.join(out, name + ".json"), head, rows)]
+    print()
+    print(text)
+    print("written: " + ", ".join(paths))
+    return 0

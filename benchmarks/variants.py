@@ -18,7 +18,6 @@ or with ``--record`` to the committed ``benchmarks/results/<machine>/``.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -26,7 +25,7 @@ import time
 import benchmarks  # noqa: F401 -- CUPY_TF32=0 before tinynet imports cupy
 from tinynet.cliargs import WHOLE_1, NamesHelpFormatter, OneLineParser, batch_list
 
-from .timing import add_arguments, start
+from .timing import add_arguments, finish, start
 
 SIDES = ("torch", "fast", "fast, 1 thread", "reference")
 
@@ -138,7 +137,6 @@ def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
     from . import cases as C
-    from .report import load_average, output_folder, write_json, write_markdown
     models, batches = args.models, args.batches
     threads, timer, head = start(p, args, "variants")
     steps, layers, t0 = [], [], time.perf_counter()
@@ -157,16 +155,8 @@ def main(argv: list[str] | None = None) -> int:
             layers.append(row)
             print(f"  {case.name:<32} reference/fast {row['reference_over_fast']:.2f}",
                   flush=True)
-    head["seconds"] = round(time.perf_counter() - t0, 1)
-    head["load_average_end"] = load_average()
-    text = markdown(head, steps, layers)
-    out = output_folder(head, args.out, args.record)
-    paths = [write_markdown(os.path.join(out, "variants.md"), text),
-             write_json(os.path.join(out, "variants.json"), head, steps + layers)]
-    print()
-    print(text)
-    print("written: " + ", ".join(paths))
-    return 0
+    return finish(head, t0, args, "variants", lambda h: markdown(h, steps, layers),
+                  steps + layers)
 
 
 if __name__ == "__main__":

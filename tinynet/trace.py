@@ -196,8 +196,9 @@ class Trace:
         """
         rows = self.rows(phase)
         dtypes = sorted({r["dtype"] for r in rows})
-        shapes = [s for r in rows for s in (r["in_shape"], r["out_shape"]) if s is not None]
-        if batch is not None and not all(len(s) and s[0] == batch for s in shapes):
+        if batch is not None and not all(
+                len(s) and s[0] == batch for r in rows
+                for s in (r["in_shape"], r["out_shape"]) if s is not None):
             batch = None
         header = ["layer", "pass", "in", "out"] + (["dtype"] if len(dtypes) > 1 else []) + \
             ["mean", "std", "max|v|", "L2 norm", "zeros", "ms"]
